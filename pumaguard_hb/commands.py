@@ -1,0 +1,170 @@
+"""The commands the control socket answers: a table of name → handler.
+
+Each handler takes the monitor and the request's arguments and returns the
+result object; it raises ProtocolError (or a HeartbeatError that is mapped to
+one) for a user's mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .errors import CameraNotFound, InvalidValue
+from .monitor import Conflict, Disabled, Monitor
+from .protocol import (
+    BAD_ARGS,
+    CONFLICT,
+    DISABLED,
+    INVALID_VALUE,
+    NOT_FOUND,
+    PROTOCOL_VERSION,
+    VERSION_MISMATCH,
+    ProtocolError,
+)
+from .settings import KEYS, lookup_key
+
+Handler = Callable[[Monitor, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command: its handler, and whether it changes anything (needs group membership)."""
+
+    handler: Handler
+    changes: bool
+    doc: str
+
+
+def _str(args: dict[str, Any], name: str, required: bool = True) -> str | None:
+    value = args.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise ProtocolError(BAD_ARGS, f'"{name}" must be a non-empty string')
+    return value
+
+
+async def hello(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Version handshake: the client names its protocol version, the daemon answers with its."""
+    wanted = args.get("protocol", PROTOCOL_VERSION)
+    if wanted != PROTOCOL_VERSION:
+        raise ProtocolError(
+            VERSION_MISMATCH,
+            f"daemon speaks protocol {PROTOCOL_VERSION}, client speaks {wanted!r}; "
+            "use the pumaguard-hb that came with the daemon",
+        )
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "daemon": "pumaguard-heartbeat",
+        "version": __version__,
+        "commands": sorted(COMMANDS),
+    }
+
+
+async def ping(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Liveness check."""
+    return "pong"
+
+
+async def status(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """The daemon and every camera."""
+    return monitor.status()
+
+
+async def check_now(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Probe now (all cameras, or those named in "cameras") and return after the sweep."""
+    refs = args.get("cameras")
+    if refs is None or refs == []:
+        ids = None
+    elif isinstance(refs, list) and all(isinstance(r, str) for r in refs):
+        ids = frozenset(monitor.find(r).id for r in refs)
+    else:
+        raise ProtocolError(BAD_ARGS, '"cameras" must be a list of camera names, MACs or IPs')
+    return await monitor.check_now(ids)
+
+
+async def camera_add(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Add a camera by hand: hostname, ip_address, optional mac_address."""
+    cam = await monitor.add_camera(
+        _str(args, "hostname") or "",
+        _str(args, "ip_address") or "",
+        _str(args, "mac_address", required=False),
+    )
+    return cam.to_dict()
+
+
+async def camera_remove(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Remove the camera named by "camera" (id, MAC, IP or hostname)."""
+    cam = await monitor.remove_camera(_str(args, "camera") or "")
+    return cam.to_dict()
+
+
+async def config_get(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """The heartbeat settings, or the one named by "key"."""
+    name = _str(args, "key", required=False)
+    values = monitor.settings.as_dict()
+    if name is None:
+        return {"settings": values, "help": {k.name: k.help for k in KEYS}}
+    key = lookup_key(name)
+    return {"key": key.name, "value": values[key.name]}
+
+
+async def config_set(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Validate, persist and apply one heartbeat setting: "key" and "value"."""
+    name = _str(args, "key") or ""
+    if "value" not in args:
+        raise ProtocolError(BAD_ARGS, '"value" is required')
+    settings = await monitor.set_config(name, args["value"])
+    key = lookup_key(name)
+    return {"key": key.name, "value": settings.as_dict()[key.name]}
+
+
+async def dhcp_event(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Apply a dnsmasq event: "action", "mac", "ip", optional "hostname"."""
+    message = await monitor.dhcp_event(
+        _str(args, "action") or "",
+        _str(args, "mac") or "",
+        _str(args, "ip") or "",
+        _str(args, "hostname", required=False),
+    )
+    return {"message": message}
+
+
+async def reload(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Re-read the settings file now (like SIGHUP)."""
+    problem = monitor.reload("reload command")
+    if problem:
+        raise ProtocolError(CONFLICT, problem + "; keeping the last good settings")
+    return {"message": "settings reloaded", "settings": monitor.settings.as_dict()}
+
+
+COMMANDS: dict[str, Command] = {
+    "hello": Command(hello, False, hello.__doc__ or ""),
+    "ping": Command(ping, False, ping.__doc__ or ""),
+    "status": Command(status, False, status.__doc__ or ""),
+    "config_get": Command(config_get, False, config_get.__doc__ or ""),
+    "check_now": Command(check_now, True, check_now.__doc__ or ""),
+    "camera_add": Command(camera_add, True, camera_add.__doc__ or ""),
+    "camera_remove": Command(camera_remove, True, camera_remove.__doc__ or ""),
+    "config_set": Command(config_set, True, config_set.__doc__ or ""),
+    "dhcp_event": Command(dhcp_event, True, dhcp_event.__doc__ or ""),
+    "reload": Command(reload, True, reload.__doc__ or ""),
+}
+
+
+def to_protocol_error(err: Exception) -> ProtocolError | None:
+    """Map the project's errors to reply codes; None for anything else (a bug)."""
+    if isinstance(err, ProtocolError):
+        return err
+    if isinstance(err, CameraNotFound):
+        return ProtocolError(NOT_FOUND, str(err))
+    if isinstance(err, InvalidValue):
+        return ProtocolError(INVALID_VALUE, str(err))
+    if isinstance(err, Disabled):
+        return ProtocolError(DISABLED, str(err))
+    if isinstance(err, Conflict):
+        return ProtocolError(CONFLICT, str(err))
+    return None

@@ -1,0 +1,177 @@
+"""``pumaguard-heartbeat``: the daemon's entry point. Runs in the foreground, never forks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__, logs
+from .errors import SettingsError
+from .icmp import IcmpMode, detect_access
+from .monitor import Monitor
+from .notify import Notifier, watchdog_interval
+from .paths import daemon_socket_path
+from .server import ControlServer, SocketInUse
+from .settings import default_settings_path
+from .store import SettingsFile
+
+log = logging.getLogger("pumaguard_hb")
+
+EX_CONFIG = 78
+FILE_POLL = 2.0  # seconds between checks of the settings file for outside edits
+STATUS_EVERY = 5.0  # seconds between STATUS= refreshes
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The daemon's command line."""
+    parser = argparse.ArgumentParser(
+        prog="pumaguard-heartbeat",
+        description="Probe PumaGuard's IP cameras and keep their status and last_seen in the "
+        "settings file; answer pumaguard-hb on a Unix socket. Runs in the foreground.",
+        epilog="Signals: SIGHUP reloads the settings, SIGTERM/SIGINT stop. Exit status: 0 "
+        "stopped cleanly, 78 invalid settings, 1 any other failure to start.",
+    )
+    parser.add_argument(
+        "--settings",
+        metavar="PATH",
+        help="settings file (default: $PUMAGUARD_SETTINGS, else "
+        "$XDG_CONFIG_HOME/pumaguard/pumaguard-settings.yaml)",
+    )
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="control socket (default: $PUMAGUARD_HB_SOCKET, else "
+        "$XDG_RUNTIME_DIR/pumaguard/heartbeat.sock for a user, /run/pumaguard/heartbeat.sock)",
+    )
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the settings file and exit"
+    )
+    parser.add_argument("--debug", action="store_true", help="log every probe and write")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser.parse_args(argv)
+
+
+def raise_fd_limit() -> None:
+    """Allow one socket per camera of a large sweep (soft limit up to the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the daemon; returns the exit status."""
+    args = parse_args(argv)
+    logs.setup(args.debug)
+    store = SettingsFile(Path(args.settings) if args.settings else default_settings_path())
+    icmp = detect_access()
+    monitor = Monitor(store, icmp)
+    try:
+        monitor.load()
+    except SettingsError as err:
+        print(f"pumaguard-heartbeat: {err}", file=sys.stderr)
+        return EX_CONFIG
+    if args.check_config:
+        s = monitor.settings
+        print(
+            f"{store.path}: ok ({len(monitor.cameras)} cameras, method {s.method}, "
+            f"interval {s.interval}s{'' if s.enabled else ', monitoring disabled'})"
+        )
+        return 0
+    if icmp.mode is IcmpMode.UNAVAILABLE:
+        log.error("%s", icmp.problem)
+    raise_fd_limit()
+    try:
+        return asyncio.run(serve(monitor, daemon_socket_path(args.socket)))
+    except SocketInUse as err:
+        log.error("%s", err)
+        return 1
+    except OSError as err:
+        log.error("cannot start: %s", err)
+        return 1
+
+
+async def serve(monitor: Monitor, socket_path: Path) -> int:
+    """Run until SIGTERM/SIGINT: sweeps, the control socket, file watching, sd_notify."""
+    loop = asyncio.get_running_loop()
+    notifier = Notifier()
+    server = ControlServer(monitor, socket_path)
+    await server.start()
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        notifier.reloading()
+        monitor.reload("SIGHUP")
+        notifier.reloaded(monitor.summary_line())
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    s = monitor.settings
+    log.info(
+        "pumaguard-heartbeat %s started: %d cameras, method %s, interval %ss, ICMP %s, "
+        "settings %s, socket %s",
+        __version__,
+        len(monitor.cameras),
+        s.method,
+        s.interval,
+        monitor.icmp.mode.value,
+        monitor.store.path,
+        socket_path,
+    )
+    notifier.ready(monitor.summary_line())
+    tasks = [
+        asyncio.create_task(monitor.run(), name="sweeps"),
+        asyncio.create_task(_watch_file(monitor), name="watch-file"),
+        asyncio.create_task(_keep_status(monitor, notifier), name="status"),
+    ]
+    interval = watchdog_interval()
+    if interval:
+        tasks.append(asyncio.create_task(_watchdog(notifier, interval), name="watchdog"))
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    notifier.stopping()
+    log.info("stopping")
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await server.close()
+    await monitor.flush()
+    failed = 0
+    for finished in done:
+        if finished is not stopper and not finished.cancelled() and finished.exception():
+            log.error("task %s failed: %r", finished.get_name(), finished.exception())
+            failed += 1
+    return 1 if failed else 0
+
+
+async def _watch_file(monitor: Monitor) -> None:
+    """Notice edits by others (the web UI, a person) and reload them."""
+    while True:
+        await asyncio.sleep(FILE_POLL)
+        if monitor.file_changed():
+            monitor.reload("file changed")
+            await monitor.flush()  # changes held back while the file was broken
+
+
+async def _keep_status(monitor: Monitor, notifier: Notifier) -> None:
+    while True:
+        notifier.status(monitor.summary_line())
+        await asyncio.sleep(STATUS_EVERY)
+
+
+async def _watchdog(notifier: Notifier, interval: float) -> None:
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Where the control socket lives; the daemon and the CLI resolve it the same way."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SYSTEM_SOCKET = Path("/run/pumaguard/heartbeat.sock")
+
+
+def user_socket() -> Path | None:
+    """``$XDG_RUNTIME_DIR/pumaguard/heartbeat.sock`` for a normal user, if there is one."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if os.geteuid() == 0 or not runtime:
+        return None
+    return Path(runtime) / "pumaguard" / "heartbeat.sock"
+
+
+def daemon_socket_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``--socket`` > ``$PUMAGUARD_HB_SOCKET`` > the user's runtime dir > /run/pumaguard."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("PUMAGUARD_HB_SOCKET")
+    if env:
+        return Path(env)
+    return user_socket() or SYSTEM_SOCKET
+
+
+def client_socket_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Like the daemon, but a user's CLI falls back to the service's socket when it has none."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("PUMAGUARD_HB_SOCKET")
+    if env:
+        return Path(env)
+    mine = user_socket()
+    if mine is not None and mine.exists():
+        return mine
+    return SYSTEM_SOCKET

@@ -1,0 +1,174 @@
+"""Heartbeat settings: the keys this project reads, their defaults and their validation.
+
+The settings file is shared with the PumaGuard web UI, which spells keys with
+hyphens (``camera-heartbeat-interval``); this module reads both spellings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidValue, SettingsError
+
+METHODS = ("icmp", "tcp", "both")
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InvalidValue(key, value, "must be true or false")
+
+
+def _positive(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidValue(key, value, "must be a number of seconds greater than 0")
+    if value > 86400:
+        raise InvalidValue(key, value, "must be at most 86400 seconds")
+    return float(value) if isinstance(value, float) else value
+
+
+def _method(key: str, value: Any) -> str:
+    if value not in METHODS:
+        raise InvalidValue(key, value, "must be one of icmp, tcp, both")
+    return str(value)
+
+
+def _port(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidValue(key, value, "must be a whole number from 1 to 65535")
+    return value
+
+
+def _count(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
+        raise InvalidValue(key, value, "must be a whole number from 1 to 10")
+    return value
+
+
+def _patterns(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(p, str) and p.strip() for p in value
+    ):
+        raise InvalidValue(key, value, "must be a list of hostname patterns like 'Microseven*'")
+    return tuple(p.strip() for p in value)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One heartbeat setting: its canonical (underscore) name, default and validator."""
+
+    name: str
+    attr: str
+    default: Any
+    check: Callable[[str, Any], Any]
+    help: str
+
+    @property
+    def hyphenated(self) -> str:
+        """The spelling the PumaGuard web UI uses."""
+        return self.name.replace("_", "-")
+
+
+KEYS: tuple[Key, ...] = (
+    Key("camera_heartbeat_enabled", "enabled", True, _bool, "probe at all"),
+    Key("camera_heartbeat_interval", "interval", 60, _positive, "seconds between sweeps"),
+    Key("camera_heartbeat_method", "method", "tcp", _method, "icmp, tcp or both"),
+    Key("camera_heartbeat_tcp_port", "tcp_port", 80, _port, "TCP port to connect to"),
+    Key("camera_heartbeat_tcp_timeout", "tcp_timeout", 3, _positive, "TCP connect timeout (s)"),
+    Key("camera_heartbeat_icmp_timeout", "icmp_timeout", 2, _positive, "ICMP reply timeout (s)"),
+    Key(
+        "camera_heartbeat_icmp_count",
+        "icmp_count",
+        1,
+        _count,
+        "ICMP echo requests per check; one reply is enough",
+    ),
+    Key(
+        "camera_heartbeat_hostname_patterns",
+        "hostname_patterns",
+        ("Microseven*",),
+        _patterns,
+        "DHCP hostnames (shell patterns, case-insensitive) that are cameras",
+    ),
+)
+KEYS_BY_NAME = {k.name: k for k in KEYS} | {k.hyphenated: k for k in KEYS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated heartbeat settings the daemon runs on."""
+
+    enabled: bool = True
+    interval: float = 60
+    method: str = "tcp"
+    tcp_port: int = 80
+    tcp_timeout: float = 3
+    icmp_timeout: float = 2
+    icmp_count: int = 1
+    hostname_patterns: tuple[str, ...] = field(default=("Microseven*",))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings under their canonical key names (for status and config get)."""
+        out: dict[str, Any] = {}
+        for key in KEYS:
+            value = getattr(self, key.attr)
+            out[key.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def lookup_key(name: str) -> Key:
+    """The setting called ``name`` in either spelling, or InvalidValue naming the known keys."""
+    key = KEYS_BY_NAME.get(name)
+    if key is None:
+        raise InvalidValue("key", name, "known keys: " + ", ".join(k.name for k in KEYS))
+    return key
+
+
+def raw_value(doc: Mapping[str, Any], key: Key) -> tuple[str, Any] | None:
+    """The spelling and value of ``key`` as found in ``doc``; the web UI's spelling wins."""
+    for spelling in (key.hyphenated, key.name):
+        if spelling in doc:
+            return spelling, doc[spelling]
+    return None
+
+
+def spelling_for(doc: Mapping[str, Any], key: Key) -> str:
+    """Which spelling to write ``key`` with so the file keeps the style it already uses."""
+    found = raw_value(doc, key)
+    if found:
+        return found[0]
+    if any(isinstance(k, str) and k.startswith("camera_heartbeat_") for k in doc):
+        return key.name
+    return key.hyphenated
+
+
+def parse_settings(doc: Mapping[str, Any], path: str = "<settings>") -> Settings:
+    """Validate the heartbeat keys of a settings document; SettingsError names key and value."""
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        found = raw_value(doc, key)
+        if found is None:
+            continue
+        spelling, value = found
+        try:
+            values[key.attr] = key.check(spelling, value)
+        except InvalidValue as err:
+            raise SettingsError(path, f"invalid value {value!r}: {err.allowed}", spelling) from err
+    names = {f.name for f in fields(Settings)}
+    assert set(values) <= names
+    return replace(Settings(), **values)
+
+
+def default_settings_path() -> Path:
+    """``$PUMAGUARD_SETTINGS``, else the XDG config location PumaGuard uses."""
+    env = os.environ.get("PUMAGUARD_SETTINGS")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "pumaguard" / "pumaguard-settings.yaml"

@@ -1,0 +1,287 @@
+"""The settings file on disk: read it, and change only what the daemon owns without losing a byte.
+
+Every write takes an exclusive ``flock`` on a sidecar lock file (``<file>.lock``,
+shared with any other cooperating writer), re-reads the file, applies a
+:class:`Patch`, and replaces the file atomically (temp file in the same folder,
+fsync, rename, fsync of the folder), keeping its mode and owner. A file that
+does not parse is never written over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .camera import camera_id
+from .errors import HeartbeatError, SettingsError
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT = 10.0
+CAMERA_KEY_ORDER = ("hostname", "ip_address", "last_seen", "mac_address", "status")
+
+
+class StoreError(HeartbeatError):
+    """The settings file could not be written (disk full, read-only, permission, ...)."""
+
+
+@dataclass
+class Patch:
+    """What the daemon wants to change in the file: only fields and cameras it owns."""
+
+    camera_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    added: dict[str, dict[str, Any]] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    settings: dict[str, Any] = field(default_factory=dict)  # key spelling → value
+
+    def __bool__(self) -> bool:
+        return bool(self.camera_fields or self.added or self.removed or self.settings)
+
+    def set_fields(self, cid: str, **values: Any) -> None:
+        """Record new values for daemon-owned fields of camera ``cid``."""
+        if cid in self.added:
+            self.added[cid].update(values)
+        else:
+            self.camera_fields.setdefault(cid, {}).update(values)
+
+    def add_camera(self, cid: str, entry: dict[str, Any]) -> None:
+        """Record a camera the daemon learned (DHCP) or was told to add."""
+        self.removed.discard(cid)
+        self.added[cid] = dict(entry)
+
+    def remove_camera(self, cid: str) -> None:
+        """Record that camera ``cid`` goes away."""
+        self.added.pop(cid, None)
+        self.camera_fields.pop(cid, None)
+        self.removed.add(cid)
+
+    def merge(self, later: Patch) -> None:
+        """Fold a newer patch into this one (used when a write failed and is retried)."""
+        for cid in later.removed:
+            self.remove_camera(cid)
+        for cid, entry in later.added.items():
+            self.add_camera(cid, entry)
+        for cid, values in later.camera_fields.items():
+            self.set_fields(cid, **values)
+        self.settings.update(later.settings)
+
+    def apply(self, doc: dict[str, Any]) -> bool:
+        """Apply to a freshly read document; True when the document changed."""
+        changed = False
+        for key, value in self.settings.items():
+            if doc.get(key, _MISSING) != value:
+                doc[key] = value
+                changed = True
+        cameras = doc.get("cameras")
+        if not isinstance(cameras, list):
+            if not self.added:
+                return changed
+            cameras = []
+            doc["cameras"] = cameras
+        kept: list[Any] = []
+        seen: set[str] = set()
+        for entry in cameras:
+            cid = camera_id(entry) if isinstance(entry, dict) else None
+            if cid is not None and cid in self.removed:
+                changed = True
+                continue
+            if cid is not None:
+                seen.add(cid)
+                values = dict(self.camera_fields.get(cid, {}))
+                values.update(self.added.get(cid, {}))
+                for k, v in values.items():
+                    if entry.get(k, _MISSING) != v:
+                        entry[k] = v
+                        changed = True
+            kept.append(entry)
+        for cid, entry in self.added.items():
+            if cid not in seen:
+                kept.append({k: entry[k] for k in _ordered(entry)})
+                changed = True
+        if changed:
+            doc["cameras"] = kept
+        return changed
+
+
+_MISSING = object()
+
+
+def _ordered(entry: dict[str, Any]) -> list[str]:
+    known = [k for k in CAMERA_KEY_ORDER if k in entry]
+    return known + sorted(k for k in entry if k not in CAMERA_KEY_ORDER)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The file's contents and identity when it was read."""
+
+    doc: dict[str, Any]
+    identity: tuple[int, int, int, int] | None  # (dev, ino, size, mtime_ns); None = missing
+    ascii_only: bool = True
+
+
+class SettingsFile:
+    """The shared settings file at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.writes = 0
+
+    @property
+    def lock_path(self) -> Path:
+        """The sidecar lock file every cooperating writer takes."""
+        return self.path.with_name(self.path.name + ".lock")
+
+    def identity(self) -> tuple[int, int, int, int] | None:
+        """What identifies the file's current version, to notice changes cheaply."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise SettingsError(str(self.path), f"cannot read: {err.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise SettingsError(str(self.path), "is a directory, not a settings file")
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def read(self) -> Snapshot:
+        """Parse the file; a missing file is an empty document; SettingsError otherwise."""
+        for _ in range(5):
+            before = self.identity()
+            if before is None:
+                return Snapshot({}, None)
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise SettingsError(str(self.path), f"cannot read: {err.strerror}") from None
+            if self.identity() == before:
+                break
+            time.sleep(0.05)  # somebody is writing it right now; read a settled version
+        else:
+            raise SettingsError(str(self.path), "keeps changing while being read")
+        try:
+            text = data.decode("utf-8")
+            doc = yaml.safe_load(text)
+        except UnicodeDecodeError as err:
+            raise SettingsError(str(self.path), f"is not UTF-8 text ({err.reason})") from None
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise SettingsError(str(self.path), f"does not parse as YAML{at}: {problem}") from None
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, dict):
+            raise SettingsError(str(self.path), "must be a YAML mapping of keys to values")
+        return Snapshot(doc, before, ascii_only=data.isascii())
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the shared exclusive lock (bounded wait) for a read-modify-write."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        except OSError as err:
+            raise StoreError(f"cannot open lock file {self.lock_path}: {err.strerror}") from None
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"{self.lock_path} is held by another writer for {LOCK_TIMEOUT:.0f}s"
+                        ) from None
+                    time.sleep(0.01)
+            yield
+        finally:
+            os.close(fd)
+
+    def update(self, patch: Patch, must_exist: bool = False) -> Snapshot:
+        """Lock, re-read, apply ``patch``, write if anything changed; return what is on disk.
+
+        With ``must_exist``, a file that has vanished is not created anew (it was
+        deleted under a running daemon: writing only our part would lose the rest).
+        """
+        with self.locked():
+            snap = self.read()
+            if must_exist and snap.identity is None:
+                raise SettingsError(str(self.path), "has been deleted; not writing a partial file")
+            if not patch.apply(snap.doc):
+                return snap
+            self._replace(snap)
+            return Snapshot(snap.doc, self.identity(), snap.ascii_only)
+
+    def _replace(self, snap: Snapshot) -> None:
+        text = yaml.safe_dump(
+            snap.doc,
+            sort_keys=False,
+            default_flow_style=False,
+            allow_unicode=not snap.ascii_only,
+        )
+        target = Path(os.path.realpath(self.path))
+        folder = target.parent
+        tmp = folder / f".{target.name}.tmp-{os.getpid()}"
+        try:
+            old = os.stat(target)
+        except FileNotFoundError:
+            old = None
+        except OSError as err:
+            raise StoreError(f"cannot write {self.path}: {err.strerror}") from None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                if old is not None:
+                    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+                    _keep_owner(fd, old)
+                else:
+                    os.fchmod(fd, 0o660)
+                view = memoryview(text.encode("utf-8"))
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StoreError(f"cannot write {self.path}: {err.strerror}") from None
+        self.writes += 1
+        try:
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as err:  # the rename happened; a failed folder fsync is worth a note only
+            log.debug("fsync of %s failed: %s", folder, err)
+
+
+def _keep_owner(fd: int, old: os.stat_result) -> None:
+    """Give the new file the old owner and group, as far as this process may."""
+    if (old.st_uid, old.st_gid) == (os.geteuid(), os.getegid()):
+        return
+    try:
+        os.fchown(fd, old.st_uid, old.st_gid)
+    except PermissionError:
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, -1, old.st_gid)
+    except OSError as err:
+        if err.errno != errno.EPERM:
+            raise

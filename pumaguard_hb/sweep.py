@@ -1,0 +1,97 @@
+"""A sweep: one check of many cameras at once, bounded, costing about one timeout.
+
+TCP checks run as concurrent connects (at most ``limit`` at a time); ICMP checks
+of the whole sweep go through one socket per address family in a worker thread.
+``both`` sends ICMP first and checks by TCP only the cameras ICMP did not reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .icmp import IcmpMode, ping_many
+from .probe import ProbeResult, probe_tcp
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to check for one camera in this sweep."""
+
+    id: str
+    ip: str
+    method: str  # icmp, tcp or both
+    tcp_port: int
+    tcp_timeout: float
+    icmp_timeout: float
+    icmp_count: int = 1
+
+
+OnResult = Callable[[str, ProbeResult], None]
+
+
+async def run_sweep(
+    targets: list[Target],
+    icmp_mode: IcmpMode,
+    on_result: OnResult,
+    limit: int = 1024,
+) -> None:
+    """Check every target; report each result through ``on_result`` as soon as it is known.
+
+    Cancelling the task stops at once: results already reported stay reported.
+    A target whose only method (icmp) cannot run here gets no result at all, so
+    a local permission problem never marks a camera disconnected.
+    """
+    icmp_ok = icmp_mode is not IcmpMode.UNAVAILABLE
+    by_icmp = [t for t in targets if icmp_ok and t.method in ("icmp", "both")]
+    by_tcp = [t for t in targets if t.method == "tcp" or (t.method == "both" and not icmp_ok)]
+    gate = asyncio.Semaphore(limit)
+
+    async def tcp(target: Target) -> None:
+        async with gate:
+            result = await probe_tcp(target.ip, target.tcp_port, target.tcp_timeout)
+        on_result(target.id, result)
+
+    async def icmp_then_fallback() -> None:
+        results = await _ping(by_icmp, icmp_mode is IcmpMode.PRIVILEGED)
+        fallback = []
+        for target in by_icmp:
+            result = results.get(target.ip)
+            if result is None:
+                continue
+            if result.reachable or target.method == "icmp":
+                on_result(target.id, result)
+            else:
+                fallback.append(target)
+        async with asyncio.TaskGroup() as group:
+            for target in fallback:
+                group.create_task(tcp(target))
+
+    async with asyncio.TaskGroup() as group:
+        if by_icmp:
+            group.create_task(icmp_then_fallback())
+        for target in by_tcp:
+            group.create_task(tcp(target))
+
+
+async def _ping(targets: list[Target], privileged: bool) -> dict[str, ProbeResult]:
+    """Run the blocking ICMP sweep in a thread that stops promptly when cancelled."""
+    cancel = threading.Event()
+    groups: dict[tuple[float, int], list[str]] = {}
+    for t in targets:
+        groups.setdefault((t.icmp_timeout, t.icmp_count), []).append(t.ip)
+
+    def work() -> dict[str, ProbeResult]:
+        out: dict[str, ProbeResult] = {}
+        for (timeout, count), ips in groups.items():
+            out.update(ping_many(ips, timeout, privileged, count, cancel))
+        return out
+
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
