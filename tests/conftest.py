@@ -1,0 +1,182 @@
+"""Shared fixtures: a real daemon process on temp files, real TCP listeners on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pumaguard_hb.client import Client, ClientError  # noqa: E402
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, step: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(step)
+
+
+class Daemon:
+    """A real ``pumaguard-heartbeat`` process on a temp settings file and socket."""
+
+    def __init__(self, tmp: Path, settings: Path | None = None) -> None:
+        self.tmp = tmp
+        self.settings = settings or tmp / "pumaguard-settings.yaml"
+        self.socket = tmp / "hb.sock"
+        self.log_path = tmp / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(
+        self,
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+        wait: bool = True,
+        args: list[str] | None = None,
+    ) -> Daemon:
+        """Start the daemon (optionally under a prefix such as ``ip netns exec NS``)."""
+        full_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET",
+                                                                     "JOURNAL_STREAM")}
+        full_env["PYTHONPATH"] = str(REPO)
+        full_env.update(env or {})
+        cmd = [*(prefix or []), sys.executable, "-m", "pumaguard_hb",
+               "--settings", str(self.settings), "--socket", str(self.socket), *(args or [])]
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, env=full_env, stdout=self._log, stderr=self._log,
+                                     cwd=REPO)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Poll the socket until the daemon answers ``ping``."""
+        def answers() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                with Client(self.socket, timeout=2) as client:
+                    return bool(client.call("ping") == "pong")
+            except ClientError:
+                return False
+        wait_for(answers, timeout)
+
+    def call(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+        """One request over the real socket."""
+        with Client(self.socket, timeout=timeout) as client:
+            return client.call(cmd, args)
+
+    def log(self) -> str:
+        """Everything the daemon wrote to stderr so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not stop in time; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Any]:
+    """Make daemons that are always stopped at the end of the test."""
+    made: list[Daemon] = []
+
+    def make(settings: Path | None = None, subdir: str = "") -> Daemon:
+        folder = tmp_path / subdir if subdir else tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        d = Daemon(folder, settings)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+def write_settings(path: Path, doc: dict[str, Any]) -> Path:
+    """Write a settings file the way the web UI does (PyYAML dump, sorted keys)."""
+    path.write_text(yaml.safe_dump(doc, default_flow_style=False))
+    return path
+
+
+def camera(name: str, ip: str, mac: str, **extra: Any) -> dict[str, Any]:
+    """A camera entry as PumaGuard writes it."""
+    entry = {"hostname": name, "ip_address": ip, "last_seen": "2024-01-15T14:32:15Z",
+             "mac_address": mac, "status": "disconnected"}
+    entry.update(extra)
+    return entry
+
+
+class Listeners:
+    """Real TCP listeners on loopback addresses; closing one makes its port refuse."""
+
+    def __init__(self) -> None:
+        self.socks: dict[tuple[str, int], socket.socket] = {}
+
+    def open(self, ip: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        sock = socket.socket(fam, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((ip, port))
+        sock.listen(512)
+        addr = (ip, sock.getsockname()[1])
+        self.socks[addr] = sock
+        return addr
+
+    def close(self, addr: tuple[str, int]) -> None:
+        self.socks.pop(addr).close()
+
+    def close_all(self) -> None:
+        for sock in self.socks.values():
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.socks.clear()
+
+
+@pytest.fixture
+def listeners() -> Iterator[Listeners]:
+    """TCP listeners closed at the end of the test."""
+    ls = Listeners()
+    yield ls
+    ls.close_all()
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A port with nothing listening (connects are refused)."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return int(s.getsockname()[1])
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
