@@ -3,7 +3,8 @@
 They need root, systemd-container, mmdebstrap and the package's build
 dependencies on the host (``tests/systemd/host-deps.sh`` installs them).
 Without those the tests fail with a message saying what to install; set
-PUMAGUARD_HB_SKIP_SYSTEMD=1 to skip them instead.
+PUMAGUARD_HB_SKIP_SYSTEMD=1 to skip them instead, and
+PUMAGUARD_HB_TEST_DEB=PATH to test a .deb built elsewhere.
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ def base_rootfs(systemd_host: None) -> Path:
 
 @pytest.fixture(scope="session")
 def deb(systemd_host: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The .deb, built by dpkg-buildpackage from a copy of this repository."""
+    """The .deb, built by dpkg-buildpackage from a copy of this repository.
+
+    PUMAGUARD_HB_TEST_DEB=/path/to/x.deb tests a package built elsewhere.
+    """
+    given = os.environ.get("PUMAGUARD_HB_TEST_DEB")
+    if given:
+        return Path(given).resolve()
     start = time.monotonic()
     path = nspawn.build_deb(REPO, tmp_path_factory.mktemp("deb"))
     print(f"\nbuilt {path.name} in {time.monotonic() - start:.1f}s")

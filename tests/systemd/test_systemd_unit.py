@@ -44,7 +44,7 @@ def test_package_install_start_stop_purge(installed: nspawn.Container) -> None:
 
     pid = c.show(UNIT, "MainPID")
     assert pid != "0"
-    owner = c.run(["ps", "-o", "user=,group=", "-p", pid]).stdout.split()
+    owner = c.run(["ps", "-o", "user:32=,group:32=", "-p", pid]).stdout.split()
     assert owner == ["pumaguard-hb", "pumaguard-hb"]
     status = c.run(["grep", "-E", "^(CapEff|CapAmb|NoNewPrivs)", f"/proc/{pid}/status"]).stdout
     assert "CapEff:\t0000000000002000" in status  # CAP_NET_RAW only
