@@ -1,0 +1,319 @@
+"""The product end to end, as an admin meets it: the .deb installed in a booted
+systemd, cameras in a network namespace of their own, the CLI run by a group
+member and by somebody else, the journal, reload, crash restart, dnsmasq.
+
+Network: the container lives in a namespace made here ("station"), the
+cameras in another ("cameras"), joined by one veth pair; the addresses are
+10.204.x.y and exist only inside those two namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nspawn
+from conftest import REPO, install_deb
+
+pytestmark = pytest.mark.systemd
+
+UNIT = "pumaguard-heartbeat.service"
+SETTINGS = "/var/lib/pumaguard-heartbeat/pumaguard-settings.yaml"
+HOOK = "/usr/lib/pumaguard-heartbeat/dnsmasq-dhcp-script"
+
+STATION_IP = "10.204.1.1"
+CAM_UP = "10.204.1.10"  # answers ping and TCP port 80
+CAM_PING_ONLY = "10.204.1.11"  # answers ping, nothing listens on port 80
+CAM_SILENT = "10.204.1.12"  # nobody has this address: everything times out
+
+# A fake camera's web server: accepts and closes, stops by itself.
+LISTENER = """
+import socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("{ip}", 80)); s.listen(64); s.settimeout(1)
+end = time.monotonic() + 600
+while time.monotonic() < end:
+    try:
+        c, _ = s.accept(); c.close()
+    except OSError:
+        pass
+"""
+
+needs_cli = pytest.mark.skipif(
+    not (REPO / "cli/pumaguard_hb_cli/main.py").exists(),
+    reason="the CLI (cli/pumaguard_hb_cli/main.py) is not in this tree yet",
+)
+needs_hook = pytest.mark.skipif(
+    not (REPO / "systemd/dnsmasq-dhcp-script").exists(),
+    reason="the dnsmasq hook (systemd/dnsmasq-dhcp-script) is not in this tree yet",
+)
+
+
+@dataclass
+class Station:
+    """A field station: the container, and the camera network beside it."""
+
+    c: nspawn.Container
+    cams: nspawn.NetNS
+    station_if: str
+    cams_if: str
+    helpers: list[Any] = field(default_factory=list)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings file as the daemon left it."""
+        out = self.c.run(["python3", "-c",
+                          "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                          SETTINGS]).stdout
+        return json.loads(out) or {}
+
+    def cameras(self) -> dict[str, dict[str, Any]]:
+        """Cameras in the settings file, by IP address."""
+        return {cam.get("ip_address"): cam for cam in self.settings().get("cameras") or []}
+
+    def write_settings(self, text: str) -> None:
+        """Replace the settings file (as an admin would, owned by the service user)."""
+        self.c.write(SETTINGS, text, mode=0o640)
+        self.c.run(["chown", "pumaguard-hb:pumaguard-hb", SETTINGS])
+
+    def wait_status(self, expected: str, timeout: float = 20) -> str:
+        """Wait until systemd's StatusText contains ``expected``."""
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.c.show(UNIT, "StatusText")
+            if expected in text:
+                return text
+            time.sleep(0.2)
+        raise AssertionError(f"StatusText {text!r} never contained {expected!r}\n"
+                             + self.c.journal(UNIT)[-3000:])
+
+    def hb(self, *args: str, user: str | None = None, check: bool = False) -> Any:
+        """Run pumaguard-hb in the container (as root, or as ``user``)."""
+        return self.c.run(["pumaguard-hb", *args], user=user, check=check,
+                          env={"NO_COLOR": "1"}, timeout=60)
+
+
+def settings_yaml(method: str, interval: int = 2, **extra: Any) -> str:
+    """A settings file with the three test cameras."""
+    lines = [
+        "camera_heartbeat_enabled: true",
+        f"camera_heartbeat_interval: {interval}",
+        f"camera_heartbeat_method: {method}",
+        "camera_heartbeat_tcp_port: 80",
+        "camera_heartbeat_tcp_timeout: 1",
+        "camera_heartbeat_icmp_timeout: 1",
+        *(f"{k}: {v}" for k, v in extra.items()),
+        "cameras:",
+    ]
+    for name, ip, mac in (("Microseven-up", CAM_UP, "aa:bb:cc:00:00:10"),
+                          ("Microseven-ping", CAM_PING_ONLY, "aa:bb:cc:00:00:11"),
+                          ("Microseven-silent", CAM_SILENT, "aa:bb:cc:00:00:12")):
+        lines += [f"- hostname: {name}", f"  ip_address: {ip}", f"  mac_address: '{mac}'",
+                  "  last_seen: '2024-01-15T14:32:15Z'", "  status: disconnected",
+                  "  note: kept by the web UI"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def station(base_rootfs: Path, deb: Path) -> Iterator[Station]:
+    """Container (package installed) + a camera namespace with two live cameras."""
+    station_ns = nspawn.NetNS("pghb-st")
+    cams = nspawn.NetNS("pghb-cam")
+    try:
+        st_if, cam_if = nspawn.veth_link(station_ns, f"{STATION_IP}/24", cams,
+                                         [f"{CAM_UP}/24", f"{CAM_PING_ONLY}/24"])
+        listener = cams.popen("python3", "-c", LISTENER.format(ip=CAM_UP))
+        with nspawn.background(listener), nspawn.Container(base_rootfs, netns=station_ns) as c:
+            install_deb(c, deb)
+            yield Station(c, cams, st_if, cam_if)
+    finally:
+        cams.delete()
+        station_ns.delete()
+
+
+def test_cameras_tcp_icmp_journal_and_reload(station: Station) -> None:
+    st, c = station, station.c
+    st.write_settings(settings_yaml("tcp"))
+    c.run(["systemctl", "reload", UNIT], timeout=30)
+    st.wait_status("1/3 cameras connected")
+    cams = st.cameras()
+    assert cams[CAM_UP]["status"] == "connected"
+    assert cams[CAM_UP]["last_seen"] != "2024-01-15T14:32:15Z"
+    assert cams[CAM_PING_ONLY]["status"] == "disconnected"  # refused
+    assert cams[CAM_SILENT]["status"] == "disconnected"  # timed out
+    assert cams[CAM_SILENT]["last_seen"] == "2024-01-15T14:32:15Z"  # kept
+    assert all(cam["note"] == "kept by the web UI" for cam in cams.values())
+
+    # Raw ICMP as the unprivileged service user (CAP_NET_RAW from the unit).
+    st.write_settings(settings_yaml("icmp"))
+    c.run(["systemctl", "reload", UNIT], timeout=30)
+    st.wait_status("2/3 cameras connected")
+    assert st.cameras()[CAM_PING_ONLY]["status"] == "connected"
+
+    # A camera goes away: one warning in the journal, with name and address.
+    st.cams.exec("ip", "addr", "del", f"{CAM_PING_ONLY}/24", "dev", st.cams_if)
+    st.wait_status("1/3 cameras connected")
+    warnings = c.journal(UNIT, "-p", "warning")
+    assert "Microseven-ping" in warnings and CAM_PING_ONLY in warnings, warnings
+    print("\njournalctl -p warning:\n" + warnings)
+    assert len([ln for ln in warnings.splitlines() if "Microseven-ping" in ln]) == 1
+    assert "Traceback" not in c.journal(UNIT)
+
+    # An invalid value in a reload: old settings kept, one clear error, still running.
+    st.write_settings(settings_yaml("icmp", interval=-5))
+    c.run(["systemctl", "reload", UNIT], timeout=30)
+    time.sleep(1)
+    assert c.show(UNIT, "ActiveState") == "active"
+    errors = c.journal(UNIT, "-p", "err")
+    assert "camera_heartbeat_interval" in errors, errors
+
+
+def test_invalid_settings_at_start_exit_78_no_restart(station: Station) -> None:
+    st, c = station, station.c
+    c.run(["systemctl", "stop", UNIT], timeout=30)
+    st.write_settings(settings_yaml("carrier-pigeon"))
+    start = c.run(["systemctl", "start", UNIT], check=False, timeout=60)
+    assert start.returncode != 0
+    time.sleep(1)
+    assert c.show(UNIT, "ExecMainStatus") == "78"
+    assert c.show(UNIT, "NRestarts") == "0"
+    assert c.show(UNIT, "ActiveState") == "failed"
+    journal = c.journal(UNIT)
+    assert "camera_heartbeat_method" in journal and "carrier-pigeon" in journal, journal
+    check = c.run(["pumaguard-heartbeat", "--settings", SETTINGS, "--check-config"],
+                  user="pumaguard-hb", check=False)
+    assert check.returncode == 78
+
+
+def test_kill_9_restarts_and_watchdog(station: Station) -> None:
+    st, c = station, station.c
+    st.write_settings(settings_yaml("tcp"))
+    c.write("/etc/systemd/system/pumaguard-heartbeat.service.d/test.conf",
+            "[Service]\nWatchdogSec=2\nRestartSec=1\n")
+    c.run(["systemctl", "daemon-reload"])
+    c.run(["systemctl", "restart", UNIT], timeout=60)
+    first = c.show(UNIT, "MainPID")
+
+    # The event loop feeds a 2 s watchdog: alive after 5 s, not restarted.
+    time.sleep(5)
+    assert c.show(UNIT, "NRestarts") == "0"
+    assert c.show(UNIT, "MainPID") == first
+
+    c.run(["kill", "-9", first])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if c.show(UNIT, "NRestarts") == "1" and c.show(UNIT, "ActiveState") == "active":
+            break
+        time.sleep(0.2)
+    assert c.show(UNIT, "NRestarts") == "1", c.journal(UNIT)
+    assert c.show(UNIT, "ActiveState") == "active"
+    assert c.show(UNIT, "MainPID") != first
+    st.wait_status("1/3 cameras connected")
+
+    # A hung daemon (SIGSTOP) is killed by the watchdog and restarted.
+    c.run(["kill", "-STOP", c.show(UNIT, "MainPID")])
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and c.show(UNIT, "NRestarts") != "2":
+        time.sleep(0.5)
+    assert c.show(UNIT, "NRestarts") == "2", c.journal(UNIT)
+    assert "watchdog" in c.journal(UNIT).lower()
+
+
+@needs_cli
+def test_cli_as_group_member_and_stranger(station: Station) -> None:
+    st, c = station, station.c
+    st.write_settings(settings_yaml("tcp"))
+    c.run(["systemctl", "reload", UNIT], timeout=30)
+    st.wait_status("1/3 cameras connected")
+    c.run(["useradd", "--create-home", "--groups", "pumaguard-hb", "alice"])
+    c.run(["useradd", "--create-home", "bob"])
+
+    # A member: status works, and exit 1 tells that a camera is disconnected.
+    status = st.hb("--json", "status", user="alice")
+    assert status.returncode == 1, status.stdout + status.stderr
+    data = json.loads(status.stdout)
+    text = json.dumps(data)
+    for ip in (CAM_UP, CAM_PING_ONLY, CAM_SILENT):
+        assert ip in text
+    plain = st.hb("status", user="alice")
+    assert "\x1b[" not in plain.stdout  # no colour codes off a terminal
+    assert "Microseven-up" in plain.stdout
+
+    check = st.hb("--json", "check-now", user="alice")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "Traceback" not in check.stderr
+
+    # Not a member: one clear line, exit 4, no traceback.
+    denied = st.hb("status", user="bob")
+    assert denied.returncode == 4, denied.stdout + denied.stderr
+    assert "permission denied" in (denied.stdout + denied.stderr).lower()
+    assert "pumaguard-hb" in denied.stdout + denied.stderr
+    assert "Traceback" not in denied.stderr
+
+    # All cameras up: exit 0.
+    st.cams.exec("ip", "addr", "add", f"{CAM_SILENT}/24", "dev", st.cams_if)
+    listener = st.cams.popen("python3", "-c", LISTENER.format(ip="0.0.0.0"))
+    with nspawn.background(listener):
+        time.sleep(0.5)
+        ok = st.hb("--json", "check-now", user="alice")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+
+    # Daemon stopped: exit 3.
+    c.run(["systemctl", "stop", UNIT], timeout=30)
+    down = st.hb("status", user="alice")
+    assert down.returncode == 3, down.stdout + down.stderr
+
+
+@needs_hook
+def test_dnsmasq_lease_marks_camera_connected(station: Station) -> None:
+    st, c = station, station.c
+    st.write_settings(settings_yaml("tcp", interval=300))
+    c.run(["systemctl", "reload", UNIT], timeout=30)
+    c.run(["cp", "/usr/share/doc/pumaguard-heartbeat/examples/"
+           "dnsmasq-pumaguard-heartbeat.conf.example",
+           "/etc/dnsmasq.d/pumaguard-heartbeat.conf"])
+    c.write("/etc/dnsmasq.d/test-lan.conf",
+            f"port=0\ninterface={st.station_if}\nbind-interfaces\n"
+            "dhcp-range=10.204.1.100,10.204.1.150,255.255.255.0,1h\n")
+    c.run(["systemctl", "enable", "--now", "dnsmasq.service"], timeout=60)
+
+    # A camera asks for a lease (udhcpc from the container's tree, run in the
+    # cameras' namespace); dnsmasq runs the hook; the daemon takes it.
+    mac = st.cams.exec("cat", f"/sys/class/net/{st.cams_if}/address").stdout.strip()
+    st.cams.exec("chroot", str(c.root), "udhcpc", "-i", st.cams_if, "-n", "-q", "-f",
+                 "-t", "5", "-T", "1", "-x", "hostname:Microseven-dhcp",
+                 "-s", "/bin/true", timeout=30)
+    deadline = time.monotonic() + 20
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline and not found:
+        for cam in st.settings().get("cameras") or []:
+            if str(cam.get("mac_address", "")).lower() == mac.lower():
+                found = cam
+        time.sleep(0.5)
+    assert found, c.journal("dnsmasq.service") + c.journal(UNIT)
+    assert found["hostname"] == "Microseven-dhcp"
+    assert found["status"] == "connected"
+    assert found["ip_address"].startswith("10.204.1.1")
+
+    # With the daemon down the hook writes the file itself, and the daemon
+    # can still write it afterwards.
+    c.run(["systemctl", "stop", UNIT], timeout=30)
+    hook = c.run([HOOK, "del", mac, found["ip_address"], "Microseven-dhcp"], check=False)
+    assert hook.returncode == 0
+    after = {str(x.get("mac_address", "")).lower(): x for x in st.settings()["cameras"]}
+    assert after[mac.lower()]["status"] == "disconnected"
+    c.run(["systemctl", "start", UNIT], timeout=60)
+    hook = c.run([HOOK, "add", mac, found["ip_address"], "Microseven-dhcp"], check=False)
+    assert hook.returncode == 0
+    time.sleep(1)
+    assert "cannot write" not in c.show(UNIT, "StatusText")
+    after = {str(x.get("mac_address", "")).lower(): x for x in st.settings()["cameras"]}
+    assert after[mac.lower()]["status"] == "connected"
+    assert "Traceback" not in c.journal(UNIT)
