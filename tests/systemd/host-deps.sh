@@ -5,7 +5,7 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 pkgs="systemd-container mmdebstrap iproute2 util-linux dpkg-dev fakeroot
-debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools"
+debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing="$missing $p"

@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path  # noqa: F401  (re-exported for tests)
 
 #: Bump to force a rebuild of cached root file systems.
 ROOTFS_FORMAT = 1
