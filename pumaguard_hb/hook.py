@@ -1,0 +1,215 @@
+"""The dnsmasq ``dhcp-script`` hook: pass a DHCP lease event on to pumaguard-heartbeat.
+
+dnsmasq runs the script as ``ACTION MAC IP [HOSTNAME]``. The event goes to the
+daemon over its control socket; when no daemon answers, the hook applies it to
+the settings file itself (same lock, same atomic write as the daemon), so no
+event is lost while the service is stopped. For dnsmasq the hook always exits
+0 and says what went wrong on stderr (dnsmasq logs it) and, when there is one,
+to syslog.
+
+Shipped as ``/usr/lib/pumaguard-heartbeat/dnsmasq-dhcp-script``; also run by
+``pumaguard-hb dhcp-event``.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .camera import camera_from_entry, clean_hostname, normalize_ip, normalize_mac, now_iso
+from .client import Client, DaemonNotRunning, NoAnswer
+from .dhcp import ACTIONS, plan_event
+from .errors import SettingsError
+from .settings import KEYS_BY_NAME, Settings, default_settings_path, parse_settings, raw_value
+from .store import SettingsFile
+
+log = logging.getLogger(__name__)
+
+HOOK_TIMEOUT = 2.0  # seconds for the daemon to answer; dnsmasq waits for the script
+SERVICE_SETTINGS = Path("/var/lib/pumaguard-heartbeat/pumaguard-settings.yaml")
+SYSLOG_SOCKET = "/dev/log"
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """What became of one event: who applied it (daemon, file or nobody) and a sentence."""
+
+    message: str
+    via: str  # "daemon", "file" or "ignored"
+    settings_path: Path | None = None
+    daemon_problem: str | None = None  # why the file was written instead of the daemon told
+
+
+def hook_settings_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The file to write when the daemon is down.
+
+    ``explicit`` > ``$PUMAGUARD_SETTINGS`` > the service's file (when it exists) >
+    the user's default location.
+    """
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("PUMAGUARD_SETTINGS")
+    if env:
+        return Path(env)
+    if SERVICE_SETTINGS.exists():
+        return SERVICE_SETTINGS
+    return default_settings_path()
+
+
+def handle_event(
+    action: str,
+    mac: str,
+    ip: str,
+    hostname: str | None = None,
+    *,
+    socket_path: str | os.PathLike[str] | None = None,
+    settings_path: str | os.PathLike[str] | None = None,
+    timeout: float = HOOK_TIMEOUT,
+) -> EventResult:
+    """Apply one DHCP event through the daemon, or to the settings file when it is down.
+
+    Raises InvalidValue for a malformed MAC, IP or hostname, NotPermitted when the
+    socket may not be used, ProtocolError when the daemon refuses the event, and
+    SettingsError/StoreError when the file cannot be read or written.
+    """
+    if action not in ACTIONS:
+        return EventResult(f"dhcp {action}: ignored", "ignored")
+    # Check the input here: garbage never reaches the daemon or the file.
+    mac = normalize_mac(mac)
+    ip = normalize_ip(ip)
+    hostname = clean_hostname(hostname) or None
+    args: dict[str, str] = {"action": action, "mac": mac, "ip": ip}
+    if hostname:
+        args["hostname"] = hostname
+    try:
+        with Client(socket_path, timeout) as client:
+            reply = client.call("dhcp_event", args)
+        message = reply.get("message", "") if isinstance(reply, dict) else str(reply)
+        return EventResult(str(message), "daemon")
+    except (DaemonNotRunning, NoAnswer) as err:
+        problem = str(err)
+    path = hook_settings_path(settings_path)
+    log.debug("daemon not reachable (%s); applying the event to %s", problem, path)
+    return apply_to_file(action, mac, ip, hostname, path, problem)
+
+
+def _patterns(doc: dict[str, object], path: Path) -> tuple[str, ...]:
+    """Hostname patterns of the file; an invalid unrelated key does not stop the hook."""
+    try:
+        return parse_settings(doc, str(path)).hostname_patterns
+    except SettingsError as err:
+        key = KEYS_BY_NAME["camera_heartbeat_hostname_patterns"]
+        found = raw_value(doc, key)
+        patterns: tuple[str, ...] = Settings().hostname_patterns
+        if found is not None:
+            patterns = tuple(key.check(found[0], found[1]))  # InvalidValue if these are bad too
+        log.warning("%s (using hostname patterns %s)", err, ", ".join(patterns))
+        return patterns
+
+
+def apply_to_file(
+    action: str,
+    mac: str,
+    ip: str,
+    hostname: str | None,
+    path: Path,
+    daemon_problem: str | None = None,
+) -> EventResult:
+    """Apply one event to the settings file at ``path`` under its lock (daemon not running).
+
+    The decision is taken on a first read; ``SettingsFile.update`` then re-reads
+    the file under the lock and applies only the camera fields the event owns,
+    so a concurrent writer (the web UI) loses nothing.
+    """
+    store = SettingsFile(path)
+    doc = store.read().doc
+    known = {}
+    entries = doc.get("cameras")
+    for entry in entries if isinstance(entries, list) else []:
+        cam = camera_from_entry(entry)
+        if cam is not None and cam.id not in known:
+            known[cam.id] = cam
+    outcome = plan_event(action, mac, ip, hostname, known, _patterns(doc, path), now_iso())
+    if outcome.patch is None:
+        return EventResult(outcome.message, "ignored", path, daemon_problem)
+    store.update(outcome.patch)
+    return EventResult(outcome.message, "file", path, daemon_problem)
+
+
+def _event_args(argv: list[str]) -> tuple[str, str, str, str | None] | None:
+    """ACTION MAC IP [HOSTNAME] from dnsmasq's arguments; None when there is no lease event."""
+    if not argv:
+        log.error("no arguments; dnsmasq runs this as: ACTION MAC IP [HOSTNAME]")
+        return None
+    action = argv[0]
+    if action not in ACTIONS:
+        log.debug("dhcp %s: ignored", action)
+        return None
+    if len(argv) < 3:
+        log.error("dhcp %s: expected ACTION MAC IP [HOSTNAME], got %r", action, argv)
+        return None
+    mac, ip = argv[1], argv[2]
+    hostname = argv[3] if len(argv) > 3 else os.environ.get("DNSMASQ_SUPPLIED_HOSTNAME")
+    if os.environ.get("DNSMASQ_IAID") is not None:
+        # DHCPv6: the second argument is the client's DUID; dnsmasq gives the MAC when known.
+        mac = os.environ.get("DNSMASQ_MAC", "")
+        if not mac:
+            log.info("dhcp %s %s: DHCPv6 client without a known MAC, ignored", action, ip)
+            return None
+    return action, mac, ip, hostname
+
+
+def _setup_logging() -> list[logging.Handler]:
+    handlers: list[logging.Handler] = []
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter("pumaguard-heartbeat dhcp-script: %(message)s"))
+    handlers.append(stderr)
+    if os.path.exists(SYSLOG_SOCKET):
+        try:
+            syslog = logging.handlers.SysLogHandler(
+                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
+        except OSError:
+            pass
+        else:
+            syslog.setFormatter(logging.Formatter("pumaguard-heartbeat-dhcp: %(message)s"))
+            handlers.append(syslog)
+    for handler in handlers:
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG if os.environ.get("PUMAGUARD_HB_HOOK_DEBUG") else logging.INFO)
+    log.propagate = False
+    return handlers
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run as dnsmasq's dhcp-script; always returns 0 so dnsmasq carries on."""
+    handlers = _setup_logging()
+    try:
+        event = _event_args(sys.argv[1:] if argv is None else argv)
+        if event is not None:
+            result = handle_event(*event)
+            if result.via == "ignored" or result.message.endswith("ignored"):
+                log.debug("%s", result.message)
+            elif result.via == "file":
+                log.info(
+                    "%s (daemon not running; written to %s)", result.message, result.settings_path
+                )
+            else:
+                log.info("%s", result.message)
+    except Exception as err:  # dnsmasq must never see a failure; say what it was
+        log.error("%s", err or type(err).__name__)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
