@@ -349,6 +349,10 @@ class Container:
             "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot",
             "--console=read-only", f"--machine={self.name}", f"--directory={self.root}",
             f"--network-namespace-path={self.netns.path}",
+            # The namespace is the test's own, so the container may manage it
+            # (dnsmasq needs CAP_NET_ADMIN; nspawn grants it only to
+            # --private-network containers by itself).
+            "--capability=CAP_NET_ADMIN",
         ]
         with open(self.log, "wb") as log:
             self.nspawn = subprocess.Popen(

@@ -274,7 +274,7 @@ def test_cli_as_group_member_and_stranger(station: Station) -> None:
 @needs_hook
 def test_dnsmasq_lease_marks_camera_connected(station: Station) -> None:
     st, c = station, station.c
-    st.write_settings(settings_yaml("tcp", interval=300))
+    st.write_settings(settings_yaml("icmp", interval=300))
     c.run(["systemctl", "reload", UNIT], timeout=30)
     c.run(["cp", "/usr/share/doc/pumaguard-heartbeat/examples/"
            "dnsmasq-pumaguard-heartbeat.conf.example",
@@ -282,7 +282,8 @@ def test_dnsmasq_lease_marks_camera_connected(station: Station) -> None:
     c.write("/etc/dnsmasq.d/test-lan.conf",
             f"port=0\ninterface={st.station_if}\nbind-interfaces\n"
             "dhcp-range=10.204.1.100,10.204.1.150,255.255.255.0,1h\n")
-    c.run(["systemctl", "enable", "--now", "dnsmasq.service"], timeout=60)
+    started = c.run(["systemctl", "enable", "--now", "dnsmasq.service"], timeout=60, check=False)
+    assert started.returncode == 0, c.journal("dnsmasq.service")
 
     # A camera asks for a lease (udhcpc from the container's tree, run in the
     # cameras' namespace); dnsmasq runs the hook; the daemon takes it.
@@ -302,18 +303,24 @@ def test_dnsmasq_lease_marks_camera_connected(station: Station) -> None:
     assert found["status"] == "connected"
     assert found["ip_address"].startswith("10.204.1.1")
 
-    # With the daemon down the hook writes the file itself, and the daemon
-    # can still write it afterwards.
+    # The camera takes its address (udhcpc ran with a no-op script), so
+    # that sweeps agree with the lease.
+    st.cams.exec("ip", "addr", "add", f"{found['ip_address']}/24", "dev", st.cams_if)
+
+    # With the daemon down the hook writes the file itself (as root, as
+    # dnsmasq runs it), and the daemon can still write the file afterwards.
     c.run(["systemctl", "stop", UNIT], timeout=30)
     hook = c.run([HOOK, "del", mac, found["ip_address"], "Microseven-dhcp"], check=False)
-    assert hook.returncode == 0
+    assert hook.returncode == 0, hook.stdout + hook.stderr
     after = {str(x.get("mac_address", "")).lower(): x for x in st.settings()["cameras"]}
     assert after[mac.lower()]["status"] == "disconnected"
-    c.run(["systemctl", "start", UNIT], timeout=60)
-    hook = c.run([HOOK, "add", mac, found["ip_address"], "Microseven-dhcp"], check=False)
-    assert hook.returncode == 0
-    time.sleep(1)
+    c.run(["systemctl", "start", UNIT], timeout=60)  # first sweep: it answers ping
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        after = {str(x.get("mac_address", "")).lower(): x for x in st.settings()["cameras"]}
+        if after[mac.lower()]["status"] == "connected":
+            break
+        time.sleep(0.5)
+    assert after[mac.lower()]["status"] == "connected", c.journal(UNIT)
     assert "cannot write" not in c.show(UNIT, "StatusText")
-    after = {str(x.get("mac_address", "")).lower(): x for x in st.settings()["cameras"]}
-    assert after[mac.lower()]["status"] == "connected"
     assert "Traceback" not in c.journal(UNIT)
