@@ -35,6 +35,9 @@ def systemd_host() -> None:
 @pytest.fixture(scope="session")
 def base_rootfs(systemd_host: None) -> Path:
     """The cached Debian root file system the containers boot from."""
+    stale = nspawn.cleanup_stale()
+    if stale:
+        print(f"\nremoved leftovers of killed test runs: {stale}")
     start = time.monotonic()
     root = nspawn.base_rootfs()
     print(f"\nbase rootfs {root} ready in {time.monotonic() - start:.1f}s")

@@ -178,6 +178,58 @@ def base_rootfs(suite: str | None = None, timeout: float = 900) -> Path:
 
 
 # --------------------------------------------------------------------------
+# Names that tell which test process made a thing, to clean up after a crash
+
+
+def _owned_name(prefix: str) -> str:
+    """``PREFIX-PID-RANDOM``: PID is this test process, so leftovers can be found."""
+    return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _owner_alive(name: str) -> bool:
+    parts = name.split("-")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return True  # not one of ours: leave it alone
+    return Path(f"/proc/{parts[-2]}").exists()
+
+
+def cleanup_stale() -> list[str]:
+    """Remove what killed test runs left behind (their process is gone).
+
+    Only names this harness makes (``pghb-PID-…``) are looked at.
+    """
+    removed: list[str] = []
+    for cg_root in _cgroup_roots():
+        parent = cg_root / CGROUP_PARENT
+        if parent.is_dir():
+            for cg in parent.iterdir():
+                if cg.is_dir() and cg.name.startswith("pghb-") and not _owner_alive(cg.name):
+                    _remove_cgroup_tree(cg)
+                    removed.append(str(cg))
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+    for d in sorted(Path("/var/tmp").glob("pghb-*")):
+        name = d.name.rsplit("-", 1)[0]  # mkdtemp adds a suffix
+        if _owner_alive(name):
+            continue
+        root = d / "root"
+        if os.path.ismount(root):
+            _run(["umount", "--lazy", root], timeout=30, check=False)
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(str(d))
+    proc = _run(["ip", "netns", "list"], timeout=10, check=False)
+    for line in proc.stdout.splitlines():
+        ns = line.split()[0] if line.split() else ""
+        if ns.startswith("pghb-") and not _owner_alive(ns):
+            for pid in _run(["ip", "netns", "pids", ns], timeout=10, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            _run(["ip", "netns", "del", ns], timeout=10, check=False)
+            removed.append(ns)
+    return removed
+
+
+# --------------------------------------------------------------------------
 # Network namespaces
 
 
@@ -185,7 +237,7 @@ class NetNS:
     """A network namespace made by a test, deleted with everything in it."""
 
     def __init__(self, prefix: str = "pghb") -> None:
-        self.name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.name = _owned_name(prefix)
         _run(["ip", "netns", "add", self.name], timeout=10)
         self.exec("ip", "link", "set", "lo", "up")
 
@@ -298,7 +350,7 @@ class Container:
 
     def __init__(self, base: Path, netns: NetNS | None = None, boot_timeout: float = 90) -> None:
         self.base = base
-        self.name = f"pghb-{uuid.uuid4().hex[:8]}"
+        self.name = _owned_name("pghb")
         self._own_netns = netns is None
         self.netns = netns
         self.boot_timeout = boot_timeout
