@@ -52,6 +52,7 @@ class Disabled(HeartbeatError):
 class _Sweep:
     ids: frozenset[str] | None  # None: every camera
     done: asyncio.Future[dict[str, Any]]
+    probing: bool = True  # False once its probes are over: later requests need a new sweep
 
 
 def _covers(running: frozenset[str] | None, wanted: frozenset[str] | None) -> bool:
@@ -242,7 +243,7 @@ class Monitor:
                 "monitoring is disabled (camera_heartbeat_enabled: false); "
                 "enable it with: pumaguard-hb config set camera_heartbeat_enabled true"
             )
-        if self._current and _covers(self._current.ids, ids):
+        if self._current and self._current.probing and _covers(self._current.ids, ids):
             return await asyncio.shield(self._current.done)
         if self._next is None:
             self._next = _Sweep(ids, asyncio.get_running_loop().create_future())
@@ -296,10 +297,10 @@ class Monitor:
                 sweep.done.set_exception(HeartbeatError(f"sweep failed: {err}"))
             return
         finally:
+            sweep.probing = False
             if not sweep.done.done() and asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 sweep.done.cancel()
         duration = time.monotonic() - started
-        self.sweeps += 1
         self.last_sweep = {
             "started_at": started_wall,
             "duration_s": round(duration, 3),
@@ -308,6 +309,7 @@ class Monitor:
         }
         log.debug("sweep of %d cameras took %.3fs", len(targets), duration)
         await self.flush()
+        self.sweeps += 1
         if not sweep.done.done():
             sweep.done.set_result(self.report(sweep.ids, results))
 
@@ -470,6 +472,8 @@ class Monitor:
                 "settings_error": self.problems.get("settings"),
                 "write_error": self.problems.get("write"),
                 "last_sweep": self.last_sweep,
+                "sweeps": self.sweeps,
+                "writes": self.store.writes,
                 "settings": self.settings.as_dict(),
             },
             "summary": {

@@ -192,6 +192,7 @@ class SettingsFile:
     def locked(self) -> Iterator[None]:
         """Hold the shared exclusive lock (bounded wait) for a read-modify-write."""
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
         except OSError as err:
             raise StoreError(f"cannot open lock file {self.lock_path}: {err.strerror}") from None

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,16 +152,48 @@ class Listeners:
         sock.listen(512)
         addr = (ip, sock.getsockname()[1])
         self.socks[addr] = sock
+        threading.Thread(target=_accept_forever, args=(sock,), daemon=True).start()
+        return addr
+
+    def silent(self, ip: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """A port whose accept queue is full and never drained: connects time out, as to a
+        camera that has gone silent, without leaving loopback."""
+        sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((ip, port))
+        sock.listen(0)
+        addr = (ip, sock.getsockname()[1])
+        filler = socket.socket(sock.family)
+        filler.settimeout(2)
+        filler.connect(addr)  # takes the only slot of the queue
+        self.socks[addr] = sock
+        self.socks[("filler", id(filler))] = filler
         return addr
 
     def close(self, addr: tuple[str, int]) -> None:
-        self.socks.pop(addr).close()
+        _shut(self.socks.pop(addr))
 
     def close_all(self) -> None:
         for sock in self.socks.values():
-            with contextlib.suppress(OSError):
-                sock.close()
+            _shut(sock)
         self.socks.clear()
+
+
+def _shut(sock: socket.socket) -> None:
+    """Close a listener so that its accept thread wakes up and ends."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def _accept_forever(sock: socket.socket) -> None:
+    """Accept and drop connections (as a camera's web server would) until the socket closes."""
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        conn.close()
 
 
 @pytest.fixture

@@ -1,0 +1,177 @@
+"""The settings file on disk: nothing the daemon does not own changes, ever."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pumaguard_hb.errors import SettingsError
+from pumaguard_hb.store import Patch, SettingsFile
+
+FIXTURE = Path(__file__).parent / "fixtures" / "pumaguard-webui-settings.yaml"
+
+
+def test_fixture_patch_changes_only_owned_fields_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    original = FIXTURE.read_text()
+    path.write_text(original)
+    patch = Patch()
+    patch.set_fields("aa:bb:cc:dd:ee:01", status="connected", last_seen="2026-11-27T01:02:03Z")
+    SettingsFile(path).update(patch)
+    after = path.read_text()
+    expected = original.replace(
+        "  last_seen: '2024-01-15T09:02:44Z'\n  mac_address: aa:bb:cc:dd:ee:01\n"
+        "  status: disconnected",
+        "  last_seen: '2026-11-27T01:02:03Z'\n  mac_address: aa:bb:cc:dd:ee:01\n"
+        "  status: connected",
+    )
+    assert expected != original
+    assert after == expected
+
+
+def test_no_write_when_nothing_changes(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(FIXTURE.read_text())
+    before = os.stat(path)
+    store = SettingsFile(path)
+    patch = Patch()
+    patch.set_fields("aa:bb:cc:dd:ee:ff", status="connected")  # already so
+    store.update(patch)
+    assert store.writes == 0
+    assert os.stat(path).st_ino == before.st_ino
+
+
+def test_mode_and_owner_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(FIXTURE.read_text())
+    os.chmod(path, 0o640)
+    if os.geteuid() == 0:
+        os.chown(path, 1234, 4321)
+    patch = Patch()
+    patch.set_fields("aa:bb:cc:dd:ee:ff", status="disconnected")
+    SettingsFile(path).update(patch)
+    st = os.stat(path)
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (1234, 4321)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_broken_file_is_never_written_over(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    broken = "cameras:\n- hostname: x\n  ip_address: [unclosed\n"
+    path.write_text(broken)
+    patch = Patch()
+    patch.add_camera("aa:bb:cc:dd:ee:09", {"hostname": "new", "mac_address": "aa:bb:cc:dd:ee:09"})
+    with pytest.raises(SettingsError, match="does not parse as YAML at line"):
+        SettingsFile(path).update(patch)
+    assert path.read_text() == broken
+
+
+def test_a_file_that_is_not_a_mapping_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(SettingsError, match="mapping"):
+        SettingsFile(path).read()
+
+
+def test_missing_file_is_an_empty_document_and_can_be_created(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "s.yaml"
+    store = SettingsFile(path)
+    assert store.read().doc == {}
+    patch = Patch()
+    patch.add_camera("aa:bb:cc:dd:ee:09", {"hostname": "Microseven-1", "ip_address": "127.0.0.9",
+                                           "mac_address": "aa:bb:cc:dd:ee:09",
+                                           "status": "connected", "last_seen": "x"})
+    store.update(patch)
+    doc = yaml.safe_load(path.read_text())
+    assert doc["cameras"][0]["hostname"] == "Microseven-1"
+    assert list(doc["cameras"][0]) == ["hostname", "ip_address", "last_seen", "mac_address",
+                                       "status"]
+
+
+def test_vanished_file_is_not_recreated_when_it_must_exist(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    patch = Patch()
+    patch.set_fields("aa:bb:cc:dd:ee:ff", status="connected")
+    with pytest.raises(SettingsError, match="deleted"):
+        SettingsFile(path).update(patch, must_exist=True)
+    assert not path.exists()
+
+
+def test_removed_camera_and_foreign_fields(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    doc = yaml.safe_load(FIXTURE.read_text())
+    doc["cameras"][0]["web_ui_field"] = {"nested": [1, 2]}
+    path.write_text(yaml.safe_dump(doc))
+    patch = Patch()
+    patch.remove_camera("aa:bb:cc:dd:ee:01")
+    patch.set_fields("aa:bb:cc:dd:ee:ff", last_seen="2026-01-01T00:00:00Z")
+    SettingsFile(path).update(patch)
+    after = yaml.safe_load(path.read_text())
+    assert [c["mac_address"] for c in after["cameras"]] == ["aa:bb:cc:dd:ee:ff"]
+    assert after["cameras"][0]["web_ui_field"] == {"nested": [1, 2]}
+    for key in doc:
+        if key != "cameras":
+            assert after[key] == doc[key]
+
+
+def test_symlinked_settings_file_stays_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "real.yaml"
+    real.write_text(FIXTURE.read_text())
+    link = tmp_path / "link.yaml"
+    link.symlink_to(real)
+    patch = Patch()
+    patch.set_fields("aa:bb:cc:dd:ee:ff", status="disconnected")
+    SettingsFile(link).update(patch)
+    assert link.is_symlink()
+    assert "status: disconnected" in real.read_text().split("aa:bb:cc:dd:ee:ff")[1]
+
+
+def _foreign_writer(path: str, rounds: int) -> None:
+    """Another program (the web UI) doing read-modify-write under the same lock."""
+    store = SettingsFile(Path(path))
+    for i in range(rounds):
+        with store.locked():
+            doc = yaml.safe_load(Path(path).read_text())
+            doc["web-counter"] = doc.get("web-counter", 0) + 1
+            tmp = Path(path + ".web")
+            tmp.write_text(yaml.safe_dump(doc))
+            os.replace(tmp, path)
+
+
+def _daemon_writer(path: str, rounds: int) -> None:
+    store = SettingsFile(Path(path))
+    for i in range(rounds):
+        patch = Patch()
+        patch.set_fields("aa:bb:cc:dd:ee:ff", last_seen=f"2026-01-01T00:00:{i % 60:02d}Z",
+                         status="connected" if i % 2 else "disconnected")
+        store.update(patch)
+        patch = Patch()
+        patch.add_camera(f"02:00:00:00:{i // 256:02x}:{i % 256:02x}",
+                         {"hostname": f"cam{i}", "mac_address":
+                          f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"})
+        store.update(patch)
+
+
+def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(FIXTURE.read_text())
+    rounds = 80
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_foreign_writer, args=(str(path), rounds)),
+             ctx.Process(target=_daemon_writer, args=(str(path), rounds))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    doc = yaml.safe_load(path.read_text())
+    assert doc["web-counter"] == rounds
+    assert len(doc["cameras"]) == 2 + rounds
+    assert doc["plugs"][0]["hostname"] == "shellyplug-s-1A2B3C"
