@@ -46,6 +46,27 @@ while time.monotonic() < end:
         pass
 """
 
+WAIT_LISTENING = """
+import socket, sys, time
+end = time.monotonic() + 10
+while True:
+    try:
+        socket.create_connection((sys.argv[1], 80), timeout=1).close()
+        break
+    except OSError:
+        if time.monotonic() > end:
+            raise
+        time.sleep(0.05)
+"""
+
+
+def start_camera(ns: nspawn.NetNS, ip: str) -> Any:
+    """A fake camera's web server on ip:80 in ``ns``, listening when this returns."""
+    proc = ns.popen("python3", "-c", LISTENER.format(ip=ip))
+    ns.exec("python3", "-c", WAIT_LISTENING, ip, timeout=20)
+    return proc
+
+
 needs_cli = pytest.mark.skipif(
     not (REPO / "cli/pumaguard_hb_cli/main.py").exists(),
     reason="the CLI (cli/pumaguard_hb_cli/main.py) is not in this tree yet",
@@ -129,7 +150,7 @@ def station(base_rootfs: Path, deb: Path) -> Iterator[Station]:
     try:
         st_if, cam_if = nspawn.veth_link(station_ns, f"{STATION_IP}/24", cams,
                                          [f"{CAM_UP}/24", f"{CAM_PING_ONLY}/24"])
-        listener = cams.popen("python3", "-c", LISTENER.format(ip=CAM_UP))
+        listener = start_camera(cams, CAM_UP)
         with nspawn.background(listener), nspawn.Container(base_rootfs, netns=station_ns) as c:
             install_deb(c, deb)
             yield Station(c, cams, st_if, cam_if)
@@ -250,18 +271,28 @@ def test_cli_as_group_member_and_stranger(station: Station) -> None:
     assert check.returncode == 1, check.stdout + check.stderr
     assert "Traceback" not in check.stderr
 
+    # Settings changed through the daemon are validated and persisted.
+    assert st.hb("config", "set", "camera_heartbeat_interval", "7", user="alice").returncode == 0
+    assert st.settings()["camera_heartbeat_interval"] == 7
+    bad = st.hb("config", "set", "camera_heartbeat_interval", "-1", user="alice")
+    assert bad.returncode == 6, bad.stdout + bad.stderr
+    assert st.settings()["camera_heartbeat_interval"] == 7
+    assert st.hb("check-now", "no-such-camera", user="alice").returncode == 5
+    assert st.hb("no-such-command", user="alice").returncode == 2
+    assert st.hb("reload", user="alice").returncode == 0
+
     # Not a member: one clear line, exit 4, no traceback.
     denied = st.hb("status", user="bob")
     assert denied.returncode == 4, denied.stdout + denied.stderr
     assert "permission denied" in (denied.stdout + denied.stderr).lower()
     assert "pumaguard-hb" in denied.stdout + denied.stderr
     assert "Traceback" not in denied.stderr
+    assert st.hb("config", "set", "camera_heartbeat_interval", "9", user="bob").returncode == 4
 
     # All cameras up: exit 0.
     st.cams.exec("ip", "addr", "add", f"{CAM_SILENT}/24", "dev", st.cams_if)
-    listener = st.cams.popen("python3", "-c", LISTENER.format(ip="0.0.0.0"))
-    with nspawn.background(listener):
-        time.sleep(0.5)
+    with nspawn.background(start_camera(st.cams, CAM_PING_ONLY)), \
+            nspawn.background(start_camera(st.cams, CAM_SILENT)):
         ok = st.hb("--json", "check-now", user="alice")
         assert ok.returncode == 0, ok.stdout + ok.stderr
 
