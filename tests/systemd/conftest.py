@@ -14,9 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import nspawn
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,8 +68,11 @@ def container(base_rootfs: Path) -> Iterator[nspawn.Container]:
 def install_deb(c: nspawn.Container, deb: Path) -> None:
     """Install the package the way a user does: apt-get install ./x.deb."""
     inside = c.copy_in(deb, f"/root/{deb.name}")
-    c.run(["apt-get", "install", "-y", "--no-install-recommends", inside],
-          timeout=180, env={"DEBIAN_FRONTEND": "noninteractive"})
+    c.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", inside],
+        timeout=180,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
 
 
 @pytest.fixture

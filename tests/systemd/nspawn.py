@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path  # noqa: F401  (re-exported for tests)
+from pathlib import Path
 
 #: Bump to force a rebuild of cached root file systems.
 ROOTFS_FORMAT = 1
@@ -95,6 +95,10 @@ def _run(
             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+#: For tests: a host command with the harness's PATH and a timeout.
+run_host = _run
 
 
 def missing_requirements() -> str | None:
@@ -245,7 +249,9 @@ class NetNS:
     def path(self) -> str:
         return f"/run/netns/{self.name}"
 
-    def exec(self, *cmd: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, *cmd: str, timeout: float = 30, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run a host command inside this namespace."""
         return _run(["ip", "netns", "exec", self.name, *cmd], timeout=timeout, check=check)
 
@@ -280,8 +286,24 @@ def veth_link(a: NetNS, a_addr: str, b: NetNS, b_addrs: Sequence[str]) -> tuple[
     """
     tag = uuid.uuid4().hex[:6]
     if_a, if_b = f"pga{tag}", f"pgb{tag}"
-    _run(["ip", "link", "add", if_a, "netns", a.name, "type", "veth",
-          "peer", "name", if_b, "netns", b.name], timeout=10)
+    _run(
+        [
+            "ip",
+            "link",
+            "add",
+            if_a,
+            "netns",
+            a.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            if_b,
+            "netns",
+            b.name,
+        ],
+        timeout=10,
+    )
     a.exec("ip", "addr", "add", a_addr, "dev", if_a)
     a.exec("ip", "link", "set", if_a, "up")
     for addr in b_addrs:
@@ -380,8 +402,18 @@ class Container:
         upper, work = self.tmp / "upper", self.tmp / "work"
         for d in (self.root, upper, work):
             d.mkdir()
-        _run(["mount", "-t", "overlay", "overlay", "-o",
-              f"lowerdir={self.base},upperdir={upper},workdir={work}", self.root], timeout=30)
+        _run(
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={self.base},upperdir={upper},workdir={work}",
+                self.root,
+            ],
+            timeout=30,
+        )
         self._mounted = True
         (self.root / "etc/hostname").write_text(f"{self.name}\n")
         if self.netns is None:
@@ -398,8 +430,14 @@ class Container:
                 (cg / "cgroup.procs").write_text(str(os.getpid()))
 
         cmd = [
-            "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot",
-            "--console=read-only", f"--machine={self.name}", f"--directory={self.root}",
+            "systemd-nspawn",
+            "--quiet",
+            "--register=no",
+            "--keep-unit",
+            "--boot",
+            "--console=read-only",
+            f"--machine={self.name}",
+            f"--directory={self.root}",
             f"--network-namespace-path={self.netns.path}",
             # The namespace is the test's own, so the container may manage it
             # (dnsmasq needs CAP_NET_ADMIN; nspawn grants it only to
@@ -408,8 +446,12 @@ class Container:
         ]
         with open(self.log, "wb") as log:
             self.nspawn = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(os.environ, PATH=SYSTEM_PATH), start_new_session=True,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(os.environ, PATH=SYSTEM_PATH),
+                start_new_session=True,
                 preexec_fn=_enter_cgroup,
             )
         self.leader = self._wait_for_leader()
@@ -420,7 +462,9 @@ class Container:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.nspawn.poll() is not None:
-                raise HarnessError(f"systemd-nspawn exited {self.nspawn.returncode}:\n{self.nspawn_log()}")
+                raise HarnessError(
+                    f"systemd-nspawn exited {self.nspawn.returncode}:\n{self.nspawn_log()}"
+                )
             for kid in _children(self.nspawn.pid):
                 if _comm(kid) == "systemd":
                     return kid
@@ -432,13 +476,18 @@ class Container:
         state = ""
         while time.monotonic() < deadline:
             # D-Bus may not answer in the first instants: poll, bounded.
-            proc = self.run(["systemctl", "is-system-running", "--wait"], check=False,
-                            timeout=max(1.0, deadline - time.monotonic()))
+            proc = self.run(
+                ["systemctl", "is-system-running", "--wait"],
+                check=False,
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
             state = proc.stdout.strip()
             if state in ("running", "degraded"):
                 return
             time.sleep(0.2)
-        raise HarnessError(f"container did not finish booting (state {state!r}):\n{self.nspawn_log()}")
+        raise HarnessError(
+            f"container did not finish booting (state {state!r}):\n{self.nspawn_log()}"
+        )
 
     def stop(self) -> None:
         """Power off and remove everything this container created."""
@@ -488,17 +537,33 @@ class Container:
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside the container (as root, or as ``user``)."""
-        environ = {"PATH": CONTAINER_PATH, "SYSTEMD_PAGER": "", "LANG": "C.UTF-8",
-                   "SYSTEMD_COLORS": "0", **(env or {})}
+        environ = {
+            "PATH": CONTAINER_PATH,
+            "SYSTEMD_PAGER": "",
+            "LANG": "C.UTF-8",
+            "SYSTEMD_COLORS": "0",
+            **(env or {}),
+        }
         inner = list(cmd)
         if user is not None:
             inner = ["runuser", "-u", user, "--", *inner]
-        full = ["nsenter", f"--target={self.leader}", "--all", "--wd", "--",
-                "env", "-i", *(f"{k}={v}" for k, v in environ.items()), *inner]
+        full = [
+            "nsenter",
+            f"--target={self.leader}",
+            "--all",
+            "--wd",
+            "--",
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in environ.items()),
+            *inner,
+        ]
         try:
             proc = _run(full, timeout=timeout, check=False, input=input)
         except subprocess.TimeoutExpired as exc:
-            raise HarnessError(f"timed out after {timeout}s in the container: {' '.join(cmd)}") from exc
+            raise HarnessError(
+                f"timed out after {timeout}s in the container: {' '.join(cmd)}"
+            ) from exc
         if check and proc.returncode != 0:
             raise HarnessError(
                 f"in the container, {' '.join(cmd)} exited {proc.returncode}:\n"
@@ -521,14 +586,21 @@ class Container:
         target.chmod(mode)
 
     def journal(self, unit: str, *extra: str) -> str:
-        return self.run(["journalctl", "--no-pager", "-u", unit, "-o", "cat", *extra],
-                        check=False).stdout
+        return self.run(
+            ["journalctl", "--no-pager", "-u", unit, "-o", "cat", *extra], check=False
+        ).stdout
 
     def show(self, unit: str, prop: str) -> str:
         return self.run(["systemctl", "show", "-p", prop, "--value", unit]).stdout.strip()
 
-    def wait_for(self, cmd: Sequence[str], *, timeout: float = 30, interval: float = 0.2,
-                 user: str | None = None) -> subprocess.CompletedProcess[str]:
+    def wait_for(
+        self,
+        cmd: Sequence[str],
+        *,
+        timeout: float = 30,
+        interval: float = 0.2,
+        user: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` until it exits 0; the last result once time runs out."""
         deadline = time.monotonic() + timeout
         while True:
@@ -544,9 +616,13 @@ class Container:
 
 def repo_files(repo: Path) -> list[str]:
     """The repository's files as git sees them (tracked + untracked, not ignored)."""
-    proc = _run(["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                timeout=30)
-    return [f for f in proc.stdout.split("\0") if f and ((repo / f).is_symlink() or (repo / f).exists())]
+    proc = _run(
+        ["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        timeout=30,
+    )
+    return [
+        f for f in proc.stdout.split("\0") if f and ((repo / f).is_symlink() or (repo / f).exists())
+    ]
 
 
 def build_deb(repo: Path, out: Path, timeout: float = 600) -> Path:
@@ -575,7 +651,9 @@ def build_deb(repo: Path, out: Path, timeout: float = 600) -> Path:
     proc = _run(["dpkg-buildpackage", "-us", "-uc", "-b"], timeout=timeout, check=False, cwd=src)
     (out / "build.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        raise HarnessError(f"dpkg-buildpackage failed; see {out / 'build.log'}:\n{proc.stderr[-3000:]}")
+        raise HarnessError(
+            f"dpkg-buildpackage failed; see {out / 'build.log'}:\n{proc.stderr[-3000:]}"
+        )
     debs = sorted(out.glob("pumaguard-heartbeat_*_all.deb"))
     if len(debs) != 1:
         raise HarnessError(f"expected one .deb in {out}, found {debs}")

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import nspawn
+import pytest
 from conftest import REPO, install_deb
 
 pytestmark = pytest.mark.systemd
@@ -89,9 +88,14 @@ class Station:
 
     def settings(self) -> dict[str, Any]:
         """The settings file as the daemon left it."""
-        out = self.c.run(["python3", "-c",
-                          "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
-                          SETTINGS]).stdout
+        out = self.c.run(
+            [
+                "python3",
+                "-c",
+                "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                SETTINGS,
+            ]
+        ).stdout
         return json.loads(out) or {}
 
     def cameras(self) -> dict[str, dict[str, Any]]:
@@ -112,13 +116,15 @@ class Station:
             if expected in text:
                 return text
             time.sleep(0.2)
-        raise AssertionError(f"StatusText {text!r} never contained {expected!r}\n"
-                             + self.c.journal(UNIT)[-3000:])
+        raise AssertionError(
+            f"StatusText {text!r} never contained {expected!r}\n" + self.c.journal(UNIT)[-3000:]
+        )
 
     def hb(self, *args: str, user: str | None = None, check: bool = False) -> Any:
         """Run pumaguard-hb in the container (as root, or as ``user``)."""
-        return self.c.run(["pumaguard-hb", *args], user=user, check=check,
-                          env={"NO_COLOR": "1"}, timeout=60)
+        return self.c.run(
+            ["pumaguard-hb", *args], user=user, check=check, env={"NO_COLOR": "1"}, timeout=60
+        )
 
 
 def settings_yaml(method: str, interval: int = 2, **extra: Any) -> str:
@@ -133,12 +139,19 @@ def settings_yaml(method: str, interval: int = 2, **extra: Any) -> str:
         *(f"{k}: {v}" for k, v in extra.items()),
         "cameras:",
     ]
-    for name, ip, mac in (("Microseven-up", CAM_UP, "aa:bb:cc:00:00:10"),
-                          ("Microseven-ping", CAM_PING_ONLY, "aa:bb:cc:00:00:11"),
-                          ("Microseven-silent", CAM_SILENT, "aa:bb:cc:00:00:12")):
-        lines += [f"- hostname: {name}", f"  ip_address: {ip}", f"  mac_address: '{mac}'",
-                  "  last_seen: '2024-01-15T14:32:15Z'", "  status: disconnected",
-                  "  note: kept by the web UI"]
+    for name, ip, mac in (
+        ("Microseven-up", CAM_UP, "aa:bb:cc:00:00:10"),
+        ("Microseven-ping", CAM_PING_ONLY, "aa:bb:cc:00:00:11"),
+        ("Microseven-silent", CAM_SILENT, "aa:bb:cc:00:00:12"),
+    ):
+        lines += [
+            f"- hostname: {name}",
+            f"  ip_address: {ip}",
+            f"  mac_address: '{mac}'",
+            "  last_seen: '2024-01-15T14:32:15Z'",
+            "  status: disconnected",
+            "  note: kept by the web UI",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -148,8 +161,9 @@ def station(base_rootfs: Path, deb: Path) -> Iterator[Station]:
     station_ns = nspawn.NetNS("pghb-st")
     cams = nspawn.NetNS("pghb-cam")
     try:
-        st_if, cam_if = nspawn.veth_link(station_ns, f"{STATION_IP}/24", cams,
-                                         [f"{CAM_UP}/24", f"{CAM_PING_ONLY}/24"])
+        st_if, cam_if = nspawn.veth_link(
+            station_ns, f"{STATION_IP}/24", cams, [f"{CAM_UP}/24", f"{CAM_PING_ONLY}/24"]
+        )
         listener = start_camera(cams, CAM_UP)
         with nspawn.background(listener), nspawn.Container(base_rootfs, netns=station_ns) as c:
             install_deb(c, deb)
@@ -208,16 +222,21 @@ def test_invalid_settings_at_start_exit_78_no_restart(station: Station) -> None:
     assert c.show(UNIT, "ActiveState") == "failed"
     journal = c.journal(UNIT)
     assert "camera_heartbeat_method" in journal and "carrier-pigeon" in journal, journal
-    check = c.run(["pumaguard-heartbeat", "--settings", SETTINGS, "--check-config"],
-                  user="pumaguard-hb", check=False)
+    check = c.run(
+        ["pumaguard-heartbeat", "--settings", SETTINGS, "--check-config"],
+        user="pumaguard-hb",
+        check=False,
+    )
     assert check.returncode == 78
 
 
 def test_kill_9_restarts_and_watchdog(station: Station) -> None:
     st, c = station, station.c
     st.write_settings(settings_yaml("tcp"))
-    c.write("/etc/systemd/system/pumaguard-heartbeat.service.d/test.conf",
-            "[Service]\nWatchdogSec=2\nRestartSec=1\n")
+    c.write(
+        "/etc/systemd/system/pumaguard-heartbeat.service.d/test.conf",
+        "[Service]\nWatchdogSec=2\nRestartSec=1\n",
+    )
     c.run(["systemctl", "daemon-reload"])
     c.run(["systemctl", "restart", UNIT], timeout=60)
     first = c.show(UNIT, "MainPID")
@@ -291,8 +310,10 @@ def test_cli_as_group_member_and_stranger(station: Station) -> None:
 
     # All cameras up: exit 0.
     st.cams.exec("ip", "addr", "add", f"{CAM_SILENT}/24", "dev", st.cams_if)
-    with nspawn.background(start_camera(st.cams, CAM_PING_ONLY)), \
-            nspawn.background(start_camera(st.cams, CAM_SILENT)):
+    with (
+        nspawn.background(start_camera(st.cams, CAM_PING_ONLY)),
+        nspawn.background(start_camera(st.cams, CAM_SILENT)),
+    ):
         ok = st.hb("--json", "check-now", user="alice")
         assert ok.returncode == 0, ok.stdout + ok.stderr
 
@@ -307,21 +328,43 @@ def test_dnsmasq_lease_marks_camera_connected(station: Station) -> None:
     st, c = station, station.c
     st.write_settings(settings_yaml("icmp", interval=300))
     c.run(["systemctl", "reload", UNIT], timeout=30)
-    c.run(["cp", "/usr/share/doc/pumaguard-heartbeat/examples/"
-           "dnsmasq-pumaguard-heartbeat.conf.example",
-           "/etc/dnsmasq.d/pumaguard-heartbeat.conf"])
-    c.write("/etc/dnsmasq.d/test-lan.conf",
-            f"port=0\ninterface={st.station_if}\nbind-interfaces\n"
-            "dhcp-range=10.204.1.100,10.204.1.150,255.255.255.0,1h\n")
+    c.run(
+        [
+            "cp",
+            "/usr/share/doc/pumaguard-heartbeat/examples/dnsmasq-pumaguard-heartbeat.conf.example",
+            "/etc/dnsmasq.d/pumaguard-heartbeat.conf",
+        ]
+    )
+    c.write(
+        "/etc/dnsmasq.d/test-lan.conf",
+        f"port=0\ninterface={st.station_if}\nbind-interfaces\n"
+        "dhcp-range=10.204.1.100,10.204.1.150,255.255.255.0,1h\n",
+    )
     started = c.run(["systemctl", "enable", "--now", "dnsmasq.service"], timeout=60, check=False)
     assert started.returncode == 0, c.journal("dnsmasq.service")
 
     # A camera asks for a lease (udhcpc from the container's tree, run in the
     # cameras' namespace); dnsmasq runs the hook; the daemon takes it.
     mac = st.cams.exec("cat", f"/sys/class/net/{st.cams_if}/address").stdout.strip()
-    st.cams.exec("chroot", str(c.root), "udhcpc", "-i", st.cams_if, "-n", "-q", "-f",
-                 "-t", "5", "-T", "1", "-x", "hostname:Microseven-dhcp",
-                 "-s", "/bin/true", timeout=30)
+    st.cams.exec(
+        "chroot",
+        str(c.root),
+        "udhcpc",
+        "-i",
+        st.cams_if,
+        "-n",
+        "-q",
+        "-f",
+        "-t",
+        "5",
+        "-T",
+        "1",
+        "-x",
+        "hostname:Microseven-dhcp",
+        "-s",
+        "/bin/true",
+        timeout=30,
+    )
     deadline = time.monotonic() + 20
     found: dict[str, Any] = {}
     while time.monotonic() < deadline and not found:

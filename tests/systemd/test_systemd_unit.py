@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-
-import pytest
+import shutil
+from pathlib import Path
 
 import nspawn
+import pytest
 
 pytestmark = pytest.mark.systemd
 
@@ -68,35 +69,51 @@ def test_package_install_start_stop_purge(installed: nspawn.Container) -> None:
     assert c.show(UNIT, "ExecMainStatus") == "0"
 
     c.run(["systemctl", "start", UNIT], timeout=60)
-    c.run(["apt-get", "purge", "-y", "pumaguard-heartbeat"], timeout=120,
-          env={"DEBIAN_FRONTEND": "noninteractive"})
+    c.run(
+        ["apt-get", "purge", "-y", "pumaguard-heartbeat"],
+        timeout=120,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
     procs = c.run(["pgrep", "-u", "pumaguard-hb"], check=False)
     assert procs.returncode == 1, procs.stdout
     assert c.show(UNIT, "LoadState") == "not-found"
-    left = c.run(["ls", "-d", "/var/lib/pumaguard-heartbeat", "/run/pumaguard",
-                  "/etc/systemd/system/multi-user.target.wants/" + UNIT], check=False)
+    left = c.run(
+        [
+            "ls",
+            "-d",
+            "/var/lib/pumaguard-heartbeat",
+            "/run/pumaguard",
+            "/etc/systemd/system/multi-user.target.wants/" + UNIT,
+        ],
+        check=False,
+    )
     assert left.stdout == "", left.stdout
 
 
-def test_lintian_reports_no_errors_or_warnings(deb: nspawn.Path) -> None:
+def test_lintian_reports_no_errors_or_warnings(deb: Path) -> None:
     changes = sorted(deb.parent.glob("pumaguard-heartbeat_*.changes"))
     target = changes[0] if changes else deb
-    if nspawn.shutil.which("lintian", path=nspawn.SYSTEM_PATH) is None:
-        pytest.fail("lintian is not installed (tests/systemd/host-deps.sh installs it)",
-                    pytrace=False)
-    proc = nspawn._run(["lintian", "--pedantic", "-I", "--tag-display-limit", "0", target],
-                       timeout=300, check=False)
+    if shutil.which("lintian", path=nspawn.SYSTEM_PATH) is None:
+        pytest.fail(
+            "lintian is not installed (tests/systemd/host-deps.sh installs it)", pytrace=False
+        )
+    proc = nspawn.run_host(
+        ["lintian", "--pedantic", "-I", "--tag-display-limit", "0", target],
+        timeout=300,
+        check=False,
+    )
     print("\n" + proc.stdout)
     bad = [ln for ln in proc.stdout.splitlines() if ln.startswith(("E:", "W:"))]
     assert bad == [], proc.stdout
 
 
-@pytest.mark.skipif(not (nspawn.Path(__file__).resolve().parents[2]
-                         / "cli/pumaguard_hb_cli/main.py").exists(),
-                    reason="the CLI is not in this tree yet")
+@pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[2] / "cli/pumaguard_hb_cli/main.py").exists(),
+    reason="the CLI is not in this tree yet",
+)
 def test_autopkgtest_smoke_script(installed: nspawn.Container) -> None:
     """debian/tests/smoke (the autopkgtest) passes in the booted container."""
-    script = nspawn.Path(__file__).resolve().parents[2] / "debian/tests/smoke"
+    script = Path(__file__).resolve().parents[2] / "debian/tests/smoke"
     inside = installed.copy_in(script, "/root/smoke")
     proc = installed.run(["sh", inside], check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
