@@ -1,0 +1,362 @@
+"""Helpers of the CLI and hook tests: a real daemon process, real TCP listeners, temp users.
+
+Only loopback addresses (127.0.0.0/8) are used. Every process and user made here
+is removed in a ``finally`` or a fixture teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pumaguard_hb.client import Client, ClientError
+
+REPO = Path(__file__).resolve().parent.parent
+HOOK_SCRIPT = REPO / "systemd" / "dnsmasq-dhcp-script"
+PYTHONPATH = f"{REPO}{os.pathsep}{REPO / 'cli'}"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without anything that would steer the CLI or the daemon."""
+    drop = {
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "PUMAGUARD_HB_SOCKET",
+        "PUMAGUARD_SETTINGS",
+        "COLUMNS",
+        "NOTIFY_SOCKET",
+        "JOURNAL_STREAM",
+        "TTY_COMPATIBLE",
+        "TTY_INTERACTIVE",
+    }
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONPATH"] = PYTHONPATH
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    python: str = sys.executable,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``pumaguard-hb`` in a subprocess; output captured (a pipe, not a terminal)."""
+    return subprocess.run(
+        [*prefix, python, "-m", "pumaguard_hb_cli.main", *args],
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/",
+    )
+
+
+def run_hook(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``systemd/dnsmasq-dhcp-script`` as dnsmasq would, with this test's python."""
+    full = env or clean_env()
+    full.setdefault("PUMAGUARD_HB_PYTHON", sys.executable)
+    return subprocess.run(
+        [str(HOOK_SCRIPT), *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/",
+    )
+
+
+def write_settings(path: Path, doc: dict[str, Any]) -> Path:
+    """Write a settings file as the web UI would."""
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+    return path
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """The settings file as a document."""
+    doc = yaml.safe_load(path.read_text())
+    return doc if isinstance(doc, dict) else {}
+
+
+def cameras_by_mac(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The file's cameras keyed by MAC."""
+    return {c["mac_address"]: c for c in doc.get("cameras") or [] if c.get("mac_address")}
+
+
+def camera_entry(name: str, ip: str, mac: str, status: str = "disconnected") -> dict[str, Any]:
+    """A camera as PumaGuard writes it."""
+    return {
+        "hostname": name,
+        "ip_address": ip,
+        "last_seen": "2024-01-15T14:32:15Z",
+        "mac_address": mac,
+        "status": status,
+    }
+
+
+class Listeners:
+    """Real TCP listeners on loopback addresses, all on one port (the daemon probes one port)."""
+
+    def __init__(self) -> None:
+        self.socks: list[socket.socket] = []
+
+    def open_same_port(self, ips: Sequence[str], attempts: int = 50) -> int:
+        """Listen on ``ips`` at one common free port; returns the port."""
+        for _ in range(attempts):
+            opened: list[socket.socket] = []
+            try:
+                for ip in ips:
+                    s = socket.socket()
+                    opened.append(s)
+                    s.bind((ip, opened[0].getsockname()[1] if len(opened) > 1 else 0))
+                    s.listen(64)
+            except OSError:
+                for s in opened:
+                    s.close()
+                continue
+            for s in opened:
+                threading.Thread(target=_accept_forever, args=(s,), daemon=True).start()
+            self.socks += opened
+            return int(opened[0].getsockname()[1])
+        raise AssertionError("no common free port on " + ", ".join(ips))
+
+    def close_all(self) -> None:
+        """Stop listening."""
+        for s in self.socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        self.socks.clear()
+
+
+def _accept_forever(sock: socket.socket) -> None:
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        conn.close()
+
+
+class HbDaemon:
+    """A real ``pumaguard-heartbeat`` process (``python -m pumaguard_hb``)."""
+
+    def __init__(self, settings: Path, sock: Path) -> None:
+        self.settings = settings
+        self.socket = sock
+        self.log_path = sock.parent / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, prefix: Sequence[str] = (), timeout: float = 15) -> HbDaemon:
+        """Start it and poll the socket (bounded) until it answers ping."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *prefix,
+                    sys.executable,
+                    "-m",
+                    "pumaguard_hb",
+                    "--settings",
+                    str(self.settings),
+                    "--socket",
+                    str(self.socket),
+                ],
+                env=clean_env(),
+                stdout=log,
+                stderr=log,
+                cwd="/",
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                with Client(self.socket, timeout=2) as client:
+                    if client.call("ping") == "pong":
+                        return self
+            except ClientError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"daemon did not answer within {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def call(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        """One request over the real socket."""
+        with Client(self.socket, timeout=30) as client:
+            return client.call(cmd, args)
+
+    def wait_swept(self, timeout: float = 15) -> dict[str, Any]:
+        """The status once the first sweep is done."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status: dict[str, Any] = self.call("status")
+            if status["daemon"]["last_sweep"] is not None:
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError("no sweep within the timeout")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        """What the daemon wrote to stderr."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class Station:
+    """A daemon with cameras: two answering TCP listeners and one refused port."""
+
+    UP1 = ("Microseven-Gate", "127.0.0.2", "00:11:22:33:44:01")
+    UP2 = ("Microseven-Barn", "127.0.0.3", "00:11:22:33:44:02")
+    DOWN = ("Microseven-Creek", "127.0.0.4", "00:11:22:33:44:03")
+
+    def __init__(self, folder: Path, interval: float = 3600, with_down: bool = True) -> None:
+        self.folder = folder
+        self.listeners = Listeners()
+        self.port = self.listeners.open_same_port([self.UP1[1], self.UP2[1]])
+        cams = [camera_entry(*self.UP1), camera_entry(*self.UP2)]
+        if with_down:
+            cams.append(camera_entry(*self.DOWN, status="connected"))
+        self.settings = write_settings(
+            folder / "pumaguard-settings.yaml",
+            {
+                "camera-heartbeat-interval": interval,
+                "camera-heartbeat-tcp-port": self.port,
+                "camera-heartbeat-tcp-timeout": 2,
+                "cameras": cams,
+                "plugs": [{"hostname": "plug-1", "ip_address": "127.0.0.9"}],
+            },
+        )
+        self.daemon = HbDaemon(self.settings, folder / "hb.sock")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment pointing the CLI at this station's socket."""
+        return clean_env(PUMAGUARD_HB_SOCKET=str(self.daemon.socket), **extra)
+
+    def cli(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run the CLI against this station."""
+        kw.setdefault("env", self.env())
+        return run_cli(*args, **kw)
+
+    def close(self) -> None:
+        """Stop the daemon and the listeners."""
+        try:
+            self.daemon.stop()
+        finally:
+            self.listeners.close_all()
+
+
+@contextlib.contextmanager
+def station(folder: Path | None = None, **kw: Any) -> Iterator[Station]:
+    """A started Station, always stopped afterwards."""
+    own = folder is None
+    where = folder or Path(tempfile.mkdtemp(prefix="phb-cli-"))
+    s = Station(where, **kw)
+    try:
+        s.daemon.start()
+        yield s
+    finally:
+        s.close()
+        if own:
+            shutil.rmtree(where, ignore_errors=True)
+
+
+# -- temporary system users and groups (root only) ------------------------------------------
+
+
+class TempAccounts:
+    """System users and groups made for one test, removed even when the test fails."""
+
+    def __init__(self) -> None:
+        self.users: list[str] = []
+        self.groups: list[str] = []
+        self.tag = f"phb{os.getpid() % 100000}"
+
+    def group(self, suffix: str) -> grp.struct_group:
+        name = f"{self.tag}{suffix}"
+        subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
+        self.groups.append(name)
+        return grp.getgrnam(name)
+
+    def user(self, suffix: str, groups: Sequence[str] = ()) -> pwd.struct_passwd:
+        name = f"{self.tag}{suffix}"
+        cmd = [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+        ]
+        if groups:
+            cmd += ["--groups", ",".join(groups)]
+        subprocess.run([*cmd, name], check=True, capture_output=True)
+        self.users.append(name)
+        return pwd.getpwnam(name)
+
+    def remove(self) -> None:
+        for name in reversed(self.users):
+            subprocess.run(["userdel", name], capture_output=True)
+        for name in [*self.users, *reversed(self.groups)]:
+            with contextlib.suppress(KeyError):
+                grp.getgrnam(name)
+                subprocess.run(["groupdel", name], capture_output=True)
+
+
+@contextlib.contextmanager
+def temp_accounts() -> Iterator[TempAccounts]:
+    """Make system users and groups; they are deleted at the end, whatever happens."""
+    accounts = TempAccounts()
+    try:
+        yield accounts
+    finally:
+        accounts.remove()
+
+
+def as_user(user: pwd.struct_passwd, init_groups: bool = False) -> list[str]:
+    """A ``setpriv`` prefix that runs a command as ``user`` (with its /etc/group groups)."""
+    groups = ["--init-groups"] if init_groups else ["--clear-groups"]
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", *groups]
+
+
+def unprivileged_python(prefix: Sequence[str]) -> str | None:
+    """An interpreter an unprivileged user may run that has click and rich (pyenv under /root
+    usually is not reachable; Debian's /usr/bin/python3 with python3-click and python3-rich is)."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        done = subprocess.run(
+            [*prefix, candidate, "-c", "import click, rich"],
+            capture_output=True,
+            cwd="/",
+            env=clean_env(),
+        )
+        if done.returncode == 0:
+            return candidate
+    return None
