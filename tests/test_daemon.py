@@ -1,8 +1,9 @@
-"""A real daemon process on temp files, driven over its real socket, with real cameras on loopback."""
+"""A real daemon process on temp files, driven over its socket, with real cameras on loopback."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import signal
@@ -327,7 +328,7 @@ def test_disabled_monitoring_keeps_socket_and_dhcp(daemon_factory) -> None:
 
 
 def test_ipv6_and_icmp_on_loopback(daemon_factory, listeners) -> None:
-    ip6, port6 = listeners.open("::1")
+    _ip6, port6 = listeners.open("::1")
     d = daemon_factory()
     write_settings(d.settings, settings_doc(
         [camera("v6", "::1", MAC1), camera("v4", "127.0.0.1", MAC2)],
@@ -404,10 +405,8 @@ def test_garbage_and_huge_requests_get_errors_and_others_are_served(daemon_facto
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(d.socket))
             s.settimeout(10)
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 s.sendall(b"x" * (1 << 20))
-            except (BrokenPipeError, ConnectionResetError):
-                pass
             assert b'"code":"too_large"' in s.recv(4096)
         assert d.call("ping") == "pong"
     finally:
@@ -431,12 +430,12 @@ def test_sopeercred_keeps_changes_to_the_group(tmp_path: Path) -> None:
 def _peercred_check(d: Daemon) -> None:
     d.start()
     os.chmod(d.socket, 0o666)  # widen the socket so that only SO_PEERCRED stands in the way
-    code = ("import sys; sys.path.insert(0, %r)\n"
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
             "from pumaguard_hb.client import call\n"
             "from pumaguard_hb.protocol import ProtocolError\n"
-            "print(call('status', socket_path=%r)['daemon']['version'])\n"
-            "try:\n    call('reload', socket_path=%r)\nexcept ProtocolError as e:\n"
-            "    print(e.code, e.message)\n") % (str(REPO), str(d.socket), str(d.socket))
+            f"print(call('status', socket_path={str(d.socket)!r})['daemon']['version'])\n"
+            f"try:\n    call('reload', socket_path={str(d.socket)!r})\nexcept ProtocolError as e:\n"
+            "    print(e.code, e.message)\n")
     proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                            sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=30, cwd="/")

@@ -136,7 +136,7 @@ def test_symlinked_settings_file_stays_a_symlink(tmp_path: Path) -> None:
 def _foreign_writer(path: str, rounds: int) -> None:
     """Another program (the web UI) doing read-modify-write under the same lock."""
     store = SettingsFile(Path(path))
-    for i in range(rounds):
+    for _i in range(rounds):
         with store.locked():
             doc = yaml.safe_load(Path(path).read_text())
             doc["web-counter"] = doc.get("web-counter", 0) + 1
