@@ -108,7 +108,7 @@ def test_refuses_addresses_outside_the_lab(shared_lab: Lab) -> None:
 def test_tcp_connect_to_listener_succeeds(shared_lab: Lab, family: int) -> None:
     ip = shared_lab.add_camera_ip("answering", family)  # type: ignore[arg-type]
     listener = shared_lab.tcp_listener(ip, 80)
-    assert shared_lab.tcp_connect(ip, 80, timeout=1.0) < 0.5
+    assert shared_lab.tcp_connect(ip, 80, timeout=2.0) < 1.0
     assert _wait_for(lambda: listener.accepted == 1)
 
 
@@ -117,8 +117,8 @@ def test_tcp_connect_without_listener_is_refused_at_once(shared_lab: Lab, family
     ip = shared_lab.add_camera_ip("answering", family)  # type: ignore[arg-type]
     start = time.monotonic()
     with pytest.raises(ConnectionRefusedError):
-        shared_lab.tcp_connect(ip, 80, timeout=1.0)
-    assert time.monotonic() - start < 0.3
+        shared_lab.tcp_connect(ip, 80, timeout=2.0)
+    assert time.monotonic() - start < 1.0  # no waiting for a timeout
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -153,8 +153,8 @@ def test_listener_stop_and_start(shared_lab: Lab) -> None:
 def test_ping_answering_replies_and_silent_gets_nothing(shared_lab: Lab, family: int) -> None:
     up = shared_lab.add_camera_ip("answering", family)  # type: ignore[arg-type]
     down = shared_lab.add_camera_ip("silent", family)  # type: ignore[arg-type]
-    reply = shared_lab.ping(up, timeout=1.0)
-    assert reply.replied and reply.rtt is not None and reply.rtt < 0.5
+    reply = shared_lab.ping(up, timeout=2.0)
+    assert reply.replied and reply.rtt is not None and reply.rtt < 2.0
     start = time.monotonic()
     silent = shared_lab.ping(down, timeout=1.0)
     assert not silent.replied
@@ -286,12 +286,12 @@ def test_thousand_cameras(lab: Lab) -> None:
     assert time.monotonic() - start < 3.0
     assert all(lst.running for lst in listeners)
 
-    outcome = _connect_sweep(lab, answering + silent, 80, timeout=1.0)
+    outcome = _connect_sweep(lab, answering + silent, 80, timeout=1.5)
     assert all(outcome[ip] == "connected" for ip in answering[:900])
     assert all(outcome[ip] == "ECONNREFUSED" for ip in answering[900:])
     assert all(outcome[ip] == "timeout" for ip in silent)
 
-    replied = _icmp_sweep(lab, answering + silent, timeout=1.0)
+    replied = _icmp_sweep(lab, answering + silent, timeout=1.5)
     assert replied == set(answering)
 
     for ip in answering6[::100]:
