@@ -204,16 +204,15 @@ class HbDaemon:
         with Client(self.socket, timeout=30) as client:
             return client.call(cmd, args)
 
-    def wait_swept(self, timeout: float = 15) -> dict[str, Any]:
-        """The status once the first sweep is done."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status: dict[str, Any] = self.call("status")
-            if status["daemon"]["last_sweep"] is not None:
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError("no sweep within the timeout")
-            time.sleep(0.05)
+    def wait_swept(self) -> dict[str, Any]:
+        """The status once a sweep has run and its write is done.
+
+        check_now joins (or follows) the start-up sweep and answers only after that
+        sweep's write, so a test may then edit the file without racing the daemon.
+        """
+        self.call("check_now")
+        status: dict[str, Any] = self.call("status")
+        return status
 
     def log(self) -> str:
         """What the daemon wrote to stderr."""
