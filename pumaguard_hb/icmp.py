@@ -16,7 +16,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
@@ -80,22 +80,37 @@ def ping_many(
     count: int = 1,
     cancel: threading.Event | None = None,
     spacing: float = 0.2,
+    report: Callable[[str, ProbeResult], None] | None = None,
 ) -> dict[str, ProbeResult]:
     """Send ``count`` echo requests to each address and wait up to ``timeout`` for a reply.
 
-    Blocking; run it in a worker thread. Returns a result per address; when
+    Blocking; run it in a worker thread. Returns a result per address, and hands
+    each reply to ``report`` (from this thread) the moment it arrives; when
     ``cancel`` is set it returns early with what it has (unanswered addresses
     missing).
     """
     cancel = cancel or threading.Event()
     targets = sorted(set(ips))
-    results: dict[str, ProbeResult] = {}
+    results = _Results(report)
     for fam in (4, 6):
         group = [ip for ip in targets if _family(ip) == fam]
         for start in range(0, len(group), 60000 // count):
             chunk = group[start : start + 60000 // count]
-            results.update(_ping_family(fam, chunk, timeout, privileged, count, cancel, spacing))
-    return results
+            _ping_family(fam, chunk, timeout, privileged, count, cancel, spacing, results)
+    return dict(results)
+
+
+class _Results(dict[str, ProbeResult]):
+    """Results by address; each one is also reported as soon as it is known."""
+
+    def __init__(self, report: Callable[[str, ProbeResult], None] | None) -> None:
+        super().__init__()
+        self.report = report
+
+    def __setitem__(self, ip: str, result: ProbeResult) -> None:
+        super().__setitem__(ip, result)
+        if self.report is not None:
+            self.report(ip, result)
 
 
 def _ping_family(
@@ -106,16 +121,17 @@ def _ping_family(
     count: int,
     cancel: threading.Event,
     spacing: float,
-) -> dict[str, ProbeResult]:
+    results: _Results,
+) -> None:
     if not targets:
-        return {}
+        return
     cls = ICMPv4Socket if fam == 4 else ICMPv6Socket
-    results: dict[str, ProbeResult] = {}
     try:
         sock = cls(privileged=privileged)
     except (ICMPLibError, OSError) as err:
-        reason = f"icmp socket failed: {err}"
-        return {ip: ProbeResult(False, "icmp", None, reason) for ip in targets}
+        for ip in targets:
+            results[ip] = ProbeResult(False, "icmp", None, f"icmp socket failed: {err}")
+        return
     try:
         raw = getattr(sock, "_sock", None)
         if isinstance(raw, socket.socket):
@@ -143,13 +159,14 @@ def _ping_family(
                     _receive(sock, fam, pending, bare, results, 0.0, cancel)
             last_send = time.monotonic()
         _receive(sock, fam, pending, bare, results, last_send + timeout, cancel)
+        # replies already queued count even if this thread was slow to look (a busy machine)
+        _receive(sock, fam, pending, bare, results, 0.0, cancel)
         if cancel.is_set():
-            return results
+            return
         for ip in targets:
-            results.setdefault(
-                ip, ProbeResult(False, "icmp", None, f"icmp {ip} no reply within {timeout:.1f}s")
-            )
-        return results
+            if ip not in results:
+                reason = f"icmp {ip} no reply within {timeout:.1f}s"
+                results[ip] = ProbeResult(False, "icmp", None, reason)
     finally:
         sock.close()
 
@@ -159,7 +176,7 @@ def _receive(
     fam: int,
     pending: dict[tuple[int, int], tuple[str, ICMPRequest]],
     bare: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address],
-    results: dict[str, ProbeResult],
+    results: _Results,
     until: float,
     cancel: threading.Event,
 ) -> None:

@@ -8,6 +8,7 @@ of the whole sweep go through one socket per address family in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,16 +56,23 @@ async def run_sweep(
         on_result(target.id, result)
 
     async def icmp_then_fallback() -> None:
-        results = await _ping(by_icmp, icmp_mode is IcmpMode.PRIVILEGED)
-        fallback = []
+        by_ip: dict[str, list[Target]] = {}
         for target in by_icmp:
-            result = results.get(target.ip)
-            if result is None:
-                continue
-            if result.reachable or target.method == "icmp":
-                on_result(target.id, result)
-            else:
-                fallback.append(target)
+            by_ip.setdefault(target.ip, []).append(target)
+
+        def arrived(ip: str, result: ProbeResult) -> None:
+            # success, or the final word for icmp-only cameras, is reported at once;
+            # failures of "both" cameras wait for their TCP check
+            for target in by_ip.get(ip, ()):
+                if result.reachable or target.method == "icmp":
+                    on_result(target.id, result)
+
+        results = await _ping(by_icmp, icmp_mode is IcmpMode.PRIVILEGED, arrived)
+        fallback = [
+            t
+            for t in by_icmp
+            if t.method == "both" and t.ip in results and not results[t.ip].reachable
+        ]
         async with asyncio.TaskGroup() as group:
             for target in fallback:
                 group.create_task(tcp(target))
@@ -76,22 +84,34 @@ async def run_sweep(
             group.create_task(tcp(target))
 
 
-async def _ping(targets: list[Target], privileged: bool) -> dict[str, ProbeResult]:
-    """Run the blocking ICMP sweep in a thread that stops promptly when cancelled."""
+async def _ping(
+    targets: list[Target], privileged: bool, arrived: OnResult
+) -> dict[str, ProbeResult]:
+    """Run the blocking ICMP sweeps (one per timeout/count) in threads, streaming results.
+
+    Results reach ``arrived`` on the event loop as they come; a cancel stops the
+    threads within a fraction of a second.
+    """
+    loop = asyncio.get_running_loop()
     cancel = threading.Event()
     groups: dict[tuple[float, int], list[str]] = {}
     for t in targets:
         groups.setdefault((t.icmp_timeout, t.icmp_count), []).append(t.ip)
 
-    def work() -> dict[str, ProbeResult]:
-        out: dict[str, ProbeResult] = {}
-        for (timeout, count), ips in groups.items():
-            out.update(ping_many(ips, timeout, privileged, count, cancel))
-        return out
+    def report(ip: str, result: ProbeResult) -> None:
+        loop.call_soon_threadsafe(arrived, ip, result)
 
-    future = asyncio.get_running_loop().run_in_executor(None, work)
+    futures = [
+        loop.run_in_executor(
+            None,
+            functools.partial(ping_many, ips, timeout, privileged, count, cancel, report=report),
+        )
+        for (timeout, count), ips in groups.items()
+    ]
     try:
-        return await asyncio.shield(future)
+        done = await asyncio.shield(asyncio.gather(*futures))
     except asyncio.CancelledError:
         cancel.set()
         raise
+    await asyncio.sleep(0)  # let results queued by call_soon_threadsafe run first
+    return {ip: result for part in done for ip, result in part.items()}

@@ -1,4 +1,7 @@
-"""Shared fixtures: a real daemon process on temp files, real TCP listeners on loopback."""
+"""Test harness: a real daemon process on temp files, real TCP listeners on loopback.
+
+Imported by the tests as ``harness`` (tests/conftest.py registers its fixtures).
+"""
 
 from __future__ import annotations
 

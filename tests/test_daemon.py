@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, Daemon, Listeners, camera, free_port, wait_for, write_settings
+from harness import REPO, Daemon, Listeners, camera, free_port, wait_for, write_settings
 
 from pumaguard_hb.protocol import ProtocolError
 
