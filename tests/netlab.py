@@ -163,6 +163,32 @@ def _ip(args: Sequence[str], *, ns: str | None = None, batch: str | None = None)
     return proc.stdout
 
 
+def _wait_local_routes(ns: str, ips: Sequence[str], timeout: float = 10.0) -> None:
+    """Wait until IPv6 addresses just added in *ns* are in its local routing table.
+
+    Even with ``nodad`` the kernel installs an IPv6 address's local route from a
+    workqueue, a moment after ``ip addr add`` returns; a packet arriving before then
+    hits the blackhole route and vanishes (seen as ~1% lost first pings under load).
+    """
+    missing = {str(ipaddress.ip_address(ip)) for ip in ips}
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / 0.005) + 1):
+        if not missing:
+            return
+        table = _ip(["-6", "route", "show", "table", "local", "type", "local"], ns=ns)
+        for line in table.splitlines():
+            words = line.split()
+            if words:
+                word = words[1] if words[0] == "local" and len(words) > 1 else words[0]
+                missing.discard(str(ipaddress.ip_address(word.split("/")[0])))
+        if missing and time.monotonic() < deadline:
+            time.sleep(0.005)
+        elif missing:
+            break
+    if missing:
+        raise NetlabError(f"{ns}: no local route for {sorted(missing)[:5]} after {timeout}s")
+
+
 def run_in_netns(ns: str, fn: Callable[[], T]) -> T:
     """Call *fn* in a fresh thread that has entered network namespace *ns*; return its result.
 
@@ -510,6 +536,8 @@ class Lab:
                 f"route add {NET6} via {CAMERAS_LINK6} dev {PROBER_VETH}\n"
             ),
         )
+        _wait_local_routes(self.cameras, [CAMERAS_LINK6])
+        _wait_local_routes(self.prober, [PROBER_LINK6])
 
     def __enter__(self) -> Lab:
         return self
@@ -604,6 +632,7 @@ class Lab:
                 for i in todo
             )
             _ip([], ns=self.cameras, batch=lines)
+            _wait_local_routes(self.cameras, [i for i in todo if _family_of(i) == 6])
             self._answering.update(todo)
 
     def is_answering(self, ip: str) -> bool:
