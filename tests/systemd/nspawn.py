@@ -133,14 +133,64 @@ def host_suite() -> str:
 
 def base_rootfs(suite: str | None = None, timeout: float = 900) -> Path:
     """A cached Debian root file system for containers; built on first use."""
-    suite = suite or host_suite()
+    hooks = [
+        'echo pgtest > "$1/etc/hostname"',
+        ': > "$1/etc/machine-id"',
+        'mkdir -p "$1/var/log/journal"',
+        # dnsmasq must only run when a test configures it.
+        'chroot "$1" systemctl disable dnsmasq.service',
+        # Nothing in the container needs these; they only slow the boot.
+        'chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer '
+        "e2scrub_all.timer fstrim.timer",
+    ]
+    return cached_rootfs("rootfs", suite or host_suite(), BASE_PACKAGES, hooks, timeout)
+
+
+#: A chroot that builds and checks the package (for the other Debian release).
+BUILD_PACKAGES: tuple[str, ...] = (
+    "build-essential",
+    "fakeroot",
+    "debhelper",
+    "dh-python",
+    "pybuild-plugin-pyproject",
+    "python3-all",
+    "python3-setuptools",
+    "lintian",
+    "systemd",
+    "man-db",
+    "python3-click",
+    "python3-icmplib",
+    "python3-rich",
+    "python3-sdnotify",
+    "python3-yaml",
+)
+
+
+def other_suite() -> str | None:
+    """The other supported Debian release than the host's (12 <-> 13)."""
+    return {"bookworm": "trixie", "trixie": "bookworm"}.get(host_suite())
+
+
+def cached_rootfs(
+    label: str,
+    suite: str,
+    packages: Sequence[str],
+    hooks: Sequence[str] = (),
+    timeout: float = 900,
+) -> Path:
+    """A Debian tree made by mmdebstrap once and kept in CACHE_DIR.
+
+    The folder name carries a hash of everything that went into it, so a
+    changed package list builds a new tree (and replaces the old one of the
+    same label and suite).
+    """
     key = hashlib.sha256(
-        "\n".join([str(ROOTFS_FORMAT), suite, *sorted(BASE_PACKAGES)]).encode()
+        "\n".join([str(ROOTFS_FORMAT), suite, *sorted(packages), *hooks]).encode()
     ).hexdigest()[:12]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    root = CACHE_DIR / f"rootfs-{suite}-{key}"
+    root = CACHE_DIR / f"{label}-{suite}-{key}"
     with open(CACHE_DIR / "lock", "w") as lock:
-        # Another test run may be building the same tree: wait for it.
+        # Another test run may be building a tree: wait for it.
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -152,33 +202,87 @@ def base_rootfs(suite: str | None = None, timeout: float = 900) -> Path:
                 time.sleep(1)
         if (root / ".complete").exists():
             return root
-        building = CACHE_DIR / f".building-{key}-{os.getpid()}"
+        for old in CACHE_DIR.glob(f"{label}-{suite}-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        building = CACHE_DIR / f".building-{label}-{key}-{os.getpid()}"
         shutil.rmtree(building, ignore_errors=True)
-        hooks = [
-            'echo pgtest > "$1/etc/hostname"',
-            ': > "$1/etc/machine-id"',
-            'mkdir -p "$1/var/log/journal"',
-            # dnsmasq must only run when a test configures it.
-            'chroot "$1" systemctl disable dnsmasq.service',
-            # Nothing in the container needs these; they only slow the boot.
-            'chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer '
-            "e2scrub_all.timer fstrim.timer",
-        ]
         cmd = [
             "mmdebstrap",
             "--variant=apt",
-            "--include=" + ",".join(BASE_PACKAGES),
+            "--include=" + ",".join(packages),
             *(f"--customize-hook={h}" for h in hooks),
             suite,
             str(building),
         ]
         try:
             _run(cmd, timeout=timeout)
-            (building / ".complete").write_text(" ".join(BASE_PACKAGES) + "\n")
+            (building / ".complete").write_text(" ".join(packages) + "\n")
             building.rename(root)
         finally:
             shutil.rmtree(building, ignore_errors=True)
     return root
+
+
+class Overlay:
+    """A throw-away writable overlay on a cached tree (a context manager)."""
+
+    def __init__(self, lower: Path, prefix: str = "pghb-ov") -> None:
+        self.lower = lower
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{_owned_name(prefix)}-", dir="/var/tmp"))
+        self.root = self.tmp / "root"
+        self.mounted = False
+
+    def __enter__(self) -> Overlay:
+        upper, work = self.tmp / "upper", self.tmp / "work"
+        for d in (self.root, upper, work):
+            d.mkdir()
+        options = f"lowerdir={self.lower},upperdir={upper},workdir={work}"
+        try:
+            _run(["mount", "-t", "overlay", "overlay", "-o", options, self.root], timeout=30)
+            self.mounted = True
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mounted:
+            if _run(["umount", self.root], timeout=30, check=False).returncode != 0:
+                _run(["umount", "--lazy", self.root], timeout=30, check=False)
+            self.mounted = False
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def chroot(
+        self, script: str, timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell script chrooted into the overlay (no systemd, no /proc)."""
+        return _run(
+            [
+                "chroot",
+                self.root,
+                "env",
+                "-i",
+                f"PATH={CONTAINER_PATH}",
+                "LANG=C.UTF-8",
+                "sh",
+                "-euc",
+                script,
+            ],
+            timeout=timeout,
+            check=check,
+        )
+
+
+def copy_repo(repo: Path, dest: Path) -> None:
+    """Copy the repository's files (as git sees them) to ``dest``."""
+    dest.mkdir(parents=True)
+    for rel in repo_files(repo):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (repo / rel).is_symlink():
+            target.symlink_to(os.readlink(repo / rel))
+        else:
+            shutil.copy2(repo / rel, target)
 
 
 # --------------------------------------------------------------------------
@@ -634,14 +738,7 @@ def build_deb(repo: Path, out: Path, timeout: float = 600) -> Path:
     src = out / "src"
     if src.exists():
         shutil.rmtree(src)
-    src.mkdir(parents=True)
-    for rel in repo_files(repo):
-        dest = src / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if (repo / rel).is_symlink():
-            dest.symlink_to(os.readlink(repo / rel))
-        else:
-            shutil.copy2(repo / rel, dest)
+    copy_repo(repo, src)
     deps = _run(["dpkg-checkbuilddeps"], timeout=60, check=False, cwd=src)
     if deps.returncode != 0:
         raise HarnessError(
