@@ -136,29 +136,8 @@ def apply_to_file(
     outcome = plan_event(action, mac, ip, hostname, known, _patterns(doc, path), now_iso())
     if outcome.patch is None:
         return EventResult(outcome.message, "ignored", path, daemon_problem)
-    new = [p for p in (store.path, store.lock_path) if not p.exists()]
-    try:
-        store.update(outcome.patch)
-    finally:
-        _give_to_folder_owner(new)
+    store.update(outcome.patch)  # files it creates go to the folder's owner (the service)
     return EventResult(outcome.message, "file", path, daemon_problem)
-
-
-def _give_to_folder_owner(created: list[Path]) -> None:
-    """Files root just created in the service's folder go to the folder's owner.
-
-    dnsmasq runs the hook as root; a root-owned settings or lock file would lock
-    the daemon (its own user) out of its state directory.
-    """
-    if os.geteuid() != 0:
-        return
-    for path in created:
-        try:
-            folder = os.stat(path.parent)
-            if path.exists() and (folder.st_uid, folder.st_gid) != (0, 0):
-                os.chown(path, folder.st_uid, folder.st_gid)
-        except OSError as err:
-            log.warning("cannot give %s to the owner of its folder: %s", path, err.strerror)
 
 
 def _event_args(argv: list[str]) -> tuple[str, str, str, str | None] | None:

@@ -301,15 +301,15 @@ class Monitor:
             if not sweep.done.done() and asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 sweep.done.cancel()
         duration = time.monotonic() - started
+        log.debug("sweep of %d cameras took %.3fs", len(targets), duration)
+        await self.flush()
+        self.sweeps += 1
         self.last_sweep = {
             "started_at": started_wall,
             "duration_s": round(duration, 3),
             "cameras": len(targets),
             "reachable": sum(r.reachable for r in results.values()),
         }
-        log.debug("sweep of %d cameras took %.3fs", len(targets), duration)
-        await self.flush()
-        self.sweeps += 1
         if not sweep.done.done():
             sweep.done.set_result(self.report(sweep.ids, results))
 

@@ -135,7 +135,7 @@ class SettingsFile:
     """The shared settings file at ``path``."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()
         self.writes = 0
 
     @property
@@ -194,6 +194,7 @@ class SettingsFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+            _give_to_folder_owner(fd, self.path.parent)
         except OSError as err:
             raise StoreError(f"cannot open lock file {self.lock_path}: {err.strerror}") from None
         try:
@@ -252,6 +253,7 @@ class SettingsFile:
                     _keep_owner(fd, old)
                 else:
                     os.fchmod(fd, 0o660)
+                    _give_to_folder_owner(fd, folder)
                 view = memoryview(text.encode("utf-8"))
                 while view:
                     view = view[os.write(fd, view) :]
@@ -272,6 +274,19 @@ class SettingsFile:
                 os.close(dfd)
         except OSError as err:  # the rename happened; a failed folder fsync is worth a note only
             log.debug("fsync of %s failed: %s", folder, err)
+
+
+def _give_to_folder_owner(fd: int, folder: Path) -> None:
+    """A file root creates in somebody else's folder (the service's state directory) goes to
+    that folder's owner, so the service can still open it afterwards."""
+    if os.geteuid() != 0:
+        return
+    st = os.fstat(fd)
+    if st.st_uid != 0 or st.st_nlink == 0:
+        return  # not ours to hand over (an existing file keeps its owner)
+    owner = os.stat(folder)
+    if (owner.st_uid, owner.st_gid) != (0, 0):
+        os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def _keep_owner(fd: int, old: os.stat_result) -> None:
