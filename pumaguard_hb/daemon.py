@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "$XDG_RUNTIME_DIR/pumaguard/heartbeat.sock for a user, /run/pumaguard/heartbeat.sock)",
     )
     parser.add_argument(
+        "--state-dir",
+        metavar="PATH",
+        help="folder for the daemon's own state such as history (default: $STATE_DIRECTORY, "
+        "else /var/lib/pumaguard-heartbeat for root, else ~/.local/state/pumaguard-heartbeat)",
+    )
+    parser.add_argument(
         "--check-config", action="store_true", help="validate the settings file and exit"
     )
     parser.add_argument("--debug", action="store_true", help="log every probe and write")

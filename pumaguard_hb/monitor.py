@@ -30,6 +30,7 @@ from .camera import (
 )
 from .dhcp import plan_event
 from .errors import CameraNotFound, HeartbeatError, InvalidValue, SettingsError
+from .events import Listener, StateChange
 from .icmp import IcmpAccess, IcmpMode
 from .logs import NOTICE
 from .probe import ProbeResult
@@ -79,6 +80,7 @@ class Monitor:
         self._next: _Sweep | None = None
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self.listeners: list[Listener] = []
 
     # -- settings -------------------------------------------------------------------------
 
@@ -192,14 +194,36 @@ class Monitor:
             new = DISCONNECTED
             self.pending.set_fields(cid, status=new)
         if new != cam.status:
-            if new == CONNECTED:
-                log.log(NOTICE, "camera %s is up: %s", label(cam), result.reason)
-            else:
-                log.warning("camera %s is down: %s", label(cam), result.reason)
+            old = cam.status
             cam.status = new
             cam.since = cam.checked_at
+            self._changed(cam, old, result.reason, result.method)
         elif cam.since is None:
             cam.since = cam.checked_at
+
+    def _changed(self, cam: Camera, old: str | None, reason: str, method: str) -> None:
+        """Log a change of state once, and tell the listeners."""
+        if cam.status == CONNECTED:
+            log.log(NOTICE, "camera %s is up: %s", label(cam), reason)
+        else:
+            log.warning("camera %s is down: %s", label(cam), reason)
+        change = StateChange(
+            cam.id,
+            cam.hostname,
+            cam.ip_address,
+            cam.mac_address,
+            old,
+            cam.status,
+            cam.since or time.time(),
+            reason,
+            method,
+            cam.rtt_ms if cam.status == CONNECTED else None,
+        )
+        for listener in self.listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("state change listener failed")
 
     async def flush(self) -> None:
         """Write pending changes (one write at most); on failure keep them for the next try."""
@@ -411,14 +435,7 @@ class Monitor:
             cam = self.cameras.get(outcome.camera_id or "")
             if cam is not None and cam.status != old_status:
                 cam.since = time.time()
-                level = NOTICE if cam.status == CONNECTED else logging.WARNING
-                log.log(
-                    level,
-                    "camera %s is %s: %s",
-                    label(cam),
-                    "up" if cam.status == CONNECTED else "down",
-                    outcome.message,
-                )
+                self._changed(cam, old_status, outcome.message, "dhcp")
                 return outcome.message
         log.info("%s", outcome.message)
         return outcome.message

@@ -37,3 +37,20 @@ def client_socket_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     if mine is not None and mine.exists():
         return mine
     return SYSTEM_SOCKET
+
+
+def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where the daemon keeps its own state (history): ``--state-dir`` > ``$STATE_DIRECTORY``
+    (systemd's StateDirectory=) > /var/lib/pumaguard-heartbeat for root >
+    ``$XDG_STATE_HOME/pumaguard-heartbeat`` (default ``~/.local/state/pumaguard-heartbeat``)."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/pumaguard-heartbeat")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "pumaguard-heartbeat"
