@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InvalidValue, SettingsError
 
-METHODS = ("icmp", "tcp", "both")
+METHODS = ("icmp", "tcp", "both", "http", "https", "rtsp")
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -33,7 +33,7 @@ def _positive(key: str, value: Any) -> float:
 
 def _method(key: str, value: Any) -> str:
     if value not in METHODS:
-        raise InvalidValue(key, value, "must be one of icmp, tcp, both")
+        raise InvalidValue(key, value, "must be one of " + ", ".join(METHODS))
     return str(value)
 
 
@@ -47,6 +47,57 @@ def _count(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
         raise InvalidValue(key, value, "must be a whole number from 1 to 10")
     return value
+
+
+def _threshold(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise InvalidValue(key, value, "must be a whole number of sweeps from 1 to 100")
+    return value
+
+
+def _days(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+        raise InvalidValue(key, value, "must be a whole number of days from 1 to 3650")
+    return value
+
+
+def _http_path(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or any(
+        ch.isspace() or not ch.isprintable() for ch in value
+    ):
+        raise InvalidValue(key, value, "must be a URL path starting with /, without spaces")
+    return value
+
+
+def _urls(key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value] if value else []
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(u, str) and u.startswith(("http://", "https://")) and " " not in u
+        for u in value
+    ):
+        raise InvalidValue(key, value, "must be a list of http:// or https:// URLs")
+    return tuple(value)
+
+
+def _command(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or "\n" in value:
+        raise InvalidValue(key, value, "must be one command line (empty for none)")
+    return value.strip()
+
+
+def _listen(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        _host, sep, port = value.rpartition(":")
+        if sep and port.isdigit() and 1 <= int(port) <= 65535:
+            return value
+    raise InvalidValue(key, value, "must be HOST:PORT such as 127.0.0.1:9469 (empty: off)")
 
 
 def _patterns(key: str, value: Any) -> tuple[str, ...]:
@@ -90,6 +141,55 @@ KEYS: tuple[Key, ...] = (
         "ICMP echo requests per check; one reply is enough",
     ),
     Key(
+        "camera_heartbeat_failure_threshold",
+        "failure_threshold",
+        1,
+        _threshold,
+        "failed checks in a row before a connected camera is marked disconnected",
+    ),
+    Key(
+        "camera_heartbeat_recovery_threshold",
+        "recovery_threshold",
+        1,
+        _threshold,
+        "successful checks in a row before a disconnected camera is marked connected",
+    ),
+    Key(
+        "camera_heartbeat_http_path",
+        "http_path",
+        "/",
+        _http_path,
+        "path requested by the http and https methods",
+    ),
+    Key(
+        "camera_heartbeat_webhooks",
+        "webhooks",
+        (),
+        _urls,
+        "URLs that get a JSON POST on every change of a camera's state",
+    ),
+    Key(
+        "camera_heartbeat_on_change_command",
+        "on_change_command",
+        "",
+        _command,
+        "command run (no shell) on every change of state, with the event in its environment",
+    ),
+    Key(
+        "camera_heartbeat_history_days",
+        "history_days",
+        30,
+        _days,
+        "days of state changes kept in the history",
+    ),
+    Key(
+        "camera_heartbeat_metrics_listen",
+        "metrics_listen",
+        "",
+        _listen,
+        "HOST:PORT of a Prometheus /metrics listener (empty: off)",
+    ),
+    Key(
         "camera_heartbeat_hostname_patterns",
         "hostname_patterns",
         ("Microseven*",),
@@ -111,6 +211,13 @@ class Settings:
     tcp_timeout: float = 3
     icmp_timeout: float = 2
     icmp_count: int = 1
+    failure_threshold: int = 1
+    recovery_threshold: int = 1
+    http_path: str = "/"
+    webhooks: tuple[str, ...] = ()
+    on_change_command: str = ""
+    history_days: int = 30
+    metrics_listen: str = ""
     hostname_patterns: tuple[str, ...] = field(default=("Microseven*",))
 
     def as_dict(self) -> dict[str, Any]:
