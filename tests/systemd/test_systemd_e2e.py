@@ -398,3 +398,93 @@ def test_dnsmasq_lease_marks_camera_connected(station: Station) -> None:
     assert after[mac.lower()]["status"] == "connected", c.journal(UNIT)
     assert "cannot write" not in c.show(UNIT, "StatusText")
     assert "Traceback" not in c.journal(UNIT)
+
+
+def _webui_fixture() -> Path | None:
+    for shared in (REPO.parent / "shared", Path("/work/shared")):
+        path = shared / "fixtures/pumaguard-webui-settings.yaml"
+        if path.exists():
+            return path
+    return None
+
+
+WEBUI_DIR = "/home/pumaguard/.config/pumaguard"
+WEBUI_FILE = f"{WEBUI_DIR}/pumaguard-settings.yaml"
+# The drop-in docs/packaging.md tells admins to write with `systemctl edit`.
+SOCKET = "/run/pumaguard/heartbeat.sock"
+WEBUI_DROPIN = f"""[Service]
+ExecStart=
+ExecStart=/usr/bin/pumaguard-heartbeat --settings {WEBUI_FILE} --socket {SOCKET}
+ReadWritePaths={WEBUI_DIR}
+ProtectHome=read-only
+"""
+
+
+@pytest.mark.skipif(_webui_fixture() is None, reason="shared/fixtures not found")
+def test_service_on_the_web_ui_settings_file(station: Station) -> None:
+    """The documented drop-in points the service at the web UI's file in /home."""
+    st, c = station, station.c
+    fixture = _webui_fixture()
+    assert fixture is not None
+    # The fixture's cameras, moved onto the test network: .100 answers.
+    text = fixture.read_text().replace("192.168.52.", "10.204.1.")
+    st.cams.exec("ip", "addr", "add", "10.204.1.100/24", "dev", st.cams_if)
+    c.run(["useradd", "--create-home", "--groups", "pumaguard-hb", "pumaguard"])
+    c.run(["install", "-d", "-o", "pumaguard", "-g", "pumaguard-hb", "-m", "2775", WEBUI_DIR])
+    c.write(WEBUI_FILE, text, mode=0o664)
+    c.run(["chown", "pumaguard:pumaguard-hb", WEBUI_FILE])
+    c.write("/etc/systemd/system/pumaguard-heartbeat.service.d/override.conf", WEBUI_DROPIN)
+    c.run(["systemctl", "daemon-reload"])
+
+    with nspawn.background(start_camera(st.cams, "10.204.1.100")):
+        c.run(["systemctl", "restart", UNIT], timeout=60)
+        deadline = time.monotonic() + 20
+        doc: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            out = c.run(
+                [
+                    "python3",
+                    "-c",
+                    "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                    WEBUI_FILE,
+                ]
+            )
+            doc = json.loads(out.stdout)
+            cams = {cam["mac_address"]: cam for cam in doc["cameras"]}
+            if cams["aa:bb:cc:dd:ee:ff"]["last_seen"] != "2024-01-15T14:32:15Z":
+                break
+            time.sleep(0.5)
+    cams = {cam["mac_address"]: cam for cam in doc["cameras"]}
+    assert cams["aa:bb:cc:dd:ee:ff"]["status"] == "connected", c.journal(UNIT)
+    assert cams["aa:bb:cc:dd:ee:ff"]["last_seen"] != "2024-01-15T14:32:15Z", c.journal(UNIT)
+    assert cams["aa:bb:cc:dd:ee:01"]["last_seen"] == "2024-01-15T09:02:44Z"
+    # Everything else the web UI keeps is still there, in its own spelling.
+    original = json.loads(
+        c.run(
+            ["python3", "-c", "import json,sys,yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
+            input=text,
+        ).stdout
+    )
+    for key, value in original.items():
+        if key != "cameras":
+            assert doc.get(key) == value, key
+    assert not any(k.startswith("camera_heartbeat") for k in doc)
+    # Mode and group stay; the owner becomes the service's user (it has no
+    # CAP_CHOWN), which is why docs/packaging.md puts the web UI's user in
+    # the group: then both sides can still write the file.
+    mode, _owner, group = c.run(["stat", "-c", "%a %U %G", WEBUI_FILE]).stdout.split()
+    assert (mode, group) == ("664", "pumaguard-hb")
+    c.run(
+        [
+            "runuser",
+            "-u",
+            "pumaguard",
+            "--",
+            "python3",
+            "-c",
+            "import sys; p = sys.argv[1]; t = open(p).read(); open(p, 'w').write(t)",
+            WEBUI_FILE,
+        ]
+    )
+    assert "cannot write" not in c.show(UNIT, "StatusText")
+    assert "Traceback" not in c.journal(UNIT)
