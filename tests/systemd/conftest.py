@@ -17,7 +17,7 @@ from pathlib import Path
 import nspawn
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = nspawn.REPO
 
 
 @pytest.fixture(scope="session")
@@ -65,18 +65,8 @@ def container(base_rootfs: Path) -> Iterator[nspawn.Container]:
         yield c
 
 
-def install_deb(c: nspawn.Container, deb: Path) -> None:
-    """Install the package the way a user does: apt-get install ./x.deb."""
-    inside = c.copy_in(deb, f"/root/{deb.name}")
-    c.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", inside],
-        timeout=180,
-        env={"DEBIAN_FRONTEND": "noninteractive"},
-    )
-
-
 @pytest.fixture
 def installed(container: nspawn.Container, deb: Path) -> nspawn.Container:
     """A booted container with the package installed (and so started)."""
-    install_deb(container, deb)
+    nspawn.install_deb(container, deb)
     return container

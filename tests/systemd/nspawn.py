@@ -60,6 +60,8 @@ HOST_TOOLS: dict[str, str] = {
     "dpkg-buildpackage": "dpkg-dev",
 }
 
+#: The repository under test.
+REPO = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("PUMAGUARD_HB_TEST_CACHE", "/var/cache/pumaguard-hb-tests"))
 #: Host PATH for tools: never a pyenv/venv python in front of Debian's.
 SYSTEM_PATH = "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -772,3 +774,13 @@ def background(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
+
+
+def install_deb(c: Container, deb: Path) -> None:
+    """Install the package the way a user does: apt-get install ./x.deb."""
+    inside = c.copy_in(deb, f"/root/{deb.name}")
+    c.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", inside],
+        timeout=180,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )

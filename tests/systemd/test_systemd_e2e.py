@@ -18,7 +18,6 @@ from typing import Any
 
 import nspawn
 import pytest
-from conftest import REPO, install_deb
 
 pytestmark = pytest.mark.systemd
 
@@ -64,16 +63,6 @@ def start_camera(ns: nspawn.NetNS, ip: str) -> Any:
     proc = ns.popen("python3", "-c", LISTENER.format(ip=ip))
     ns.exec("python3", "-c", WAIT_LISTENING, ip, timeout=20)
     return proc
-
-
-needs_cli = pytest.mark.skipif(
-    not (REPO / "cli/pumaguard_hb_cli/main.py").exists(),
-    reason="the CLI (cli/pumaguard_hb_cli/main.py) is not in this tree yet",
-)
-needs_hook = pytest.mark.skipif(
-    not (REPO / "systemd/dnsmasq-dhcp-script").exists(),
-    reason="the dnsmasq hook (systemd/dnsmasq-dhcp-script) is not in this tree yet",
-)
 
 
 @dataclass
@@ -166,7 +155,7 @@ def station(base_rootfs: Path, deb: Path) -> Iterator[Station]:
         )
         listener = start_camera(cams, CAM_UP)
         with nspawn.background(listener), nspawn.Container(base_rootfs, netns=station_ns) as c:
-            install_deb(c, deb)
+            nspawn.install_deb(c, deb)
             yield Station(c, cams, st_if, cam_if)
     finally:
         cams.delete()
@@ -266,7 +255,6 @@ def test_kill_9_restarts_and_watchdog(station: Station) -> None:
     assert "watchdog" in c.journal(UNIT).lower()
 
 
-@needs_cli
 def test_cli_as_group_member_and_stranger(station: Station) -> None:
     st, c = station, station.c
     st.write_settings(settings_yaml("tcp"))
@@ -323,7 +311,6 @@ def test_cli_as_group_member_and_stranger(station: Station) -> None:
     assert down.returncode == 3, down.stdout + down.stderr
 
 
-@needs_hook
 def test_dnsmasq_lease_marks_camera_connected(station: Station) -> None:
     st, c = station, station.c
     st.write_settings(settings_yaml("icmp", interval=300))
@@ -401,7 +388,7 @@ def test_dnsmasq_lease_marks_camera_connected(station: Station) -> None:
 
 
 def _webui_fixture() -> Path | None:
-    for shared in (REPO.parent / "shared", Path("/work/shared")):
+    for shared in (nspawn.REPO.parent / "shared", Path("/work/shared")):
         path = shared / "fixtures/pumaguard-webui-settings.yaml"
         if path.exists():
             return path

@@ -13,7 +13,6 @@ import time
 
 import nspawn
 import pytest
-from conftest import REPO
 
 pytestmark = pytest.mark.systemd
 
@@ -28,7 +27,7 @@ def test_build_lint_install_and_analyze_on_the_other_release(systemd_host: None)
     tree = nspawn.cached_rootfs("build", suite, nspawn.BUILD_PACKAGES)
     print(f"\n{suite} build chroot ready in {time.monotonic() - start:.1f}s")
     with nspawn.Overlay(tree) as ov:
-        nspawn.copy_repo(REPO, ov.root / "build/src")
+        nspawn.copy_repo(nspawn.REPO, ov.root / "build/src")
         start = time.monotonic()
         build = ov.chroot("cd /build/src && dpkg-buildpackage -us -uc -b", check=False)
         assert build.returncode == 0, (build.stdout + build.stderr)[-4000:]
