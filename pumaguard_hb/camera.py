@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import InvalidValue
+from .settings import check_http_path, check_method, check_port, check_seconds
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
@@ -104,13 +105,15 @@ class Camera:
     status: str
     last_seen: str | None
     problem: str | None = None  # why it is skipped (e.g. an invalid IP), if it is
+    overrides: dict[str, Any] = field(default_factory=dict)  # method, port, timeout, path
     # what the daemon learned while running; not persisted
     rtt_ms: float | None = None
     since: float | None = None  # wall-clock time the current status began, if seen
     reason: str = ""
     method: str = ""
     checked_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    fails: int = 0  # failed checks in a row
+    successes: int = 0  # successful checks in a row
 
     @property
     def probe_ip(self) -> str | None:
@@ -132,6 +135,9 @@ class Camera:
             "method": self.method,
             "checked_at": self.checked_at,
             "problem": self.problem,
+            "overrides": self.overrides,
+            "consecutive_failures": self.fails,
+            "consecutive_successes": self.successes,
         }
 
 
@@ -163,6 +169,8 @@ def camera_from_entry(entry: Any) -> Camera | None:
         mac = normalize_mac(mac) if mac else ""
     except InvalidValue:
         mac = str(mac)
+    overrides, override_problem = camera_overrides(entry)
+    problem = problem or override_problem
     status = entry.get("status")
     last_seen = entry.get("last_seen")
     if isinstance(last_seen, datetime):
@@ -175,7 +183,34 @@ def camera_from_entry(entry: Any) -> Camera | None:
         status=status if status in STATUSES else DISCONNECTED,
         last_seen=str(last_seen) if last_seen else None,
         problem=problem,
+        overrides=overrides,
     )
+
+
+OVERRIDES = {
+    "heartbeat_method": ("method", check_method),
+    "heartbeat_port": ("port", check_port),
+    "heartbeat_timeout": ("timeout", check_seconds),
+    "heartbeat_path": ("path", check_http_path),
+}
+
+
+def camera_overrides(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Per-camera ``heartbeat_method/port/timeout/path`` (either spelling), validated.
+
+    Returns the overrides by short name, and a problem sentence when one is invalid
+    (such a camera is not probed rather than probed the wrong way).
+    """
+    found: dict[str, Any] = {}
+    for key, (short, check) in OVERRIDES.items():
+        for spelling in (key.replace("_", "-"), key):
+            if spelling in entry and entry[spelling] is not None:
+                try:
+                    found[short] = check(spelling, entry[spelling])
+                except InvalidValue as err:
+                    return found, str(err)
+                break
+    return found, None
 
 
 def label(camera: Camera) -> str:

@@ -33,7 +33,7 @@ from .errors import CameraNotFound, HeartbeatError, InvalidValue, SettingsError
 from .events import Listener, StateChange
 from .icmp import IcmpAccess, IcmpMode
 from .logs import NOTICE
-from .probe import ProbeResult
+from .probe import DEFAULT_PORTS, ProbeResult
 from .settings import Settings, lookup_key, parse_settings, spelling_for
 from .store import Patch, SettingsFile, Snapshot, StoreError
 from .sweep import Target, run_sweep
@@ -159,7 +159,7 @@ class Monitor:
             old = self.cameras.get(cam.id)
             if old is not None:
                 cam.rtt_ms, cam.reason, cam.method = old.rtt_ms, old.reason, old.method
-                cam.checked_at = old.checked_at
+                cam.checked_at, cam.fails, cam.successes = old.checked_at, old.fails, old.successes
                 cam.since = old.since if old.status == cam.status else time.time()
             cameras[cam.id] = cam
         self.cameras = cameras
@@ -185,13 +185,18 @@ class Monitor:
         cam.checked_at = time.time()
         cam.reason = result.reason
         cam.method = result.method
+        s = self.settings
         if result.reachable:
+            cam.successes, cam.fails = cam.successes + 1, 0
             cam.rtt_ms = result.rtt_ms
-            cam.last_seen = now_iso()
-            new = CONNECTED
+            cam.last_seen = now_iso()  # a contact is a contact, even before recovery counts
+            recovered = cam.status == CONNECTED or cam.successes >= s.recovery_threshold
+            new = CONNECTED if recovered else DISCONNECTED
             self.pending.set_fields(cid, status=new, last_seen=cam.last_seen)
         else:
-            new = DISCONNECTED
+            cam.fails, cam.successes = cam.fails + 1, 0
+            failed = cam.status == DISCONNECTED or cam.fails >= s.failure_threshold
+            new = DISCONNECTED if failed else CONNECTED
             self.pending.set_fields(cid, status=new)
         if new != cam.status:
             old = cam.status
@@ -253,12 +258,28 @@ class Monitor:
 
     def targets(self, ids: frozenset[str] | None) -> list[Target]:
         """What to probe for the given cameras (all when None), with the current settings."""
-        s = self.settings
         return [
-            Target(cam.id, ip, s.method, s.tcp_port, s.tcp_timeout, s.icmp_timeout, s.icmp_count)
+            self._target(cam, ip)
             for cam in self.cameras.values()
             if (ids is None or cam.id in ids) and (ip := cam.probe_ip)
         ]
+
+    def _target(self, cam: Camera, ip: str) -> Target:
+        """The camera's check: the global settings unless its entry overrides them."""
+        s, o = self.settings, cam.overrides
+        method = o.get("method", s.method)
+        port = o.get("port") or DEFAULT_PORTS.get(method, s.tcp_port)
+        timeout = o.get("timeout")
+        return Target(
+            cam.id,
+            ip,
+            method,
+            port,
+            timeout or s.tcp_timeout,
+            timeout or s.icmp_timeout,
+            s.icmp_count,
+            o.get("path", s.http_path),
+        )
 
     async def check_now(self, ids: frozenset[str] | None = None) -> dict[str, Any]:
         """Run (or join) a sweep covering ``ids`` and return the PumaGuard-shaped report."""

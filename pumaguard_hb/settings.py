@@ -17,13 +17,13 @@ from .errors import InvalidValue, SettingsError
 METHODS = ("icmp", "tcp", "both", "http", "https", "rtsp")
 
 
-def _bool(key: str, value: Any) -> bool:
+def check_bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     raise InvalidValue(key, value, "must be true or false")
 
 
-def _positive(key: str, value: Any) -> float:
+def check_seconds(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise InvalidValue(key, value, "must be a number of seconds greater than 0")
     if value > 86400:
@@ -31,58 +31,59 @@ def _positive(key: str, value: Any) -> float:
     return float(value) if isinstance(value, float) else value
 
 
-def _method(key: str, value: Any) -> str:
+def check_method(key: str, value: Any) -> str:
     if value not in METHODS:
         raise InvalidValue(key, value, "must be one of " + ", ".join(METHODS))
     return str(value)
 
 
-def _port(key: str, value: Any) -> int:
+def check_port(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise InvalidValue(key, value, "must be a whole number from 1 to 65535")
     return value
 
 
-def _count(key: str, value: Any) -> int:
+def check_count(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
         raise InvalidValue(key, value, "must be a whole number from 1 to 10")
     return value
 
 
-def _threshold(key: str, value: Any) -> int:
+def check_threshold(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
         raise InvalidValue(key, value, "must be a whole number of sweeps from 1 to 100")
     return value
 
 
-def _days(key: str, value: Any) -> int:
+def check_days(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
         raise InvalidValue(key, value, "must be a whole number of days from 1 to 3650")
     return value
 
 
-def _http_path(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or any(
-        ch.isspace() or not ch.isprintable() for ch in value
+def check_http_path(key: str, value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or any(ch.isspace() or not ch.isprintable() for ch in value)
     ):
         raise InvalidValue(key, value, "must be a URL path starting with /, without spaces")
     return value
 
 
-def _urls(key: str, value: Any) -> tuple[str, ...]:
+def check_urls(key: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value] if value else []
     if not isinstance(value, list | tuple) or not all(
-        isinstance(u, str) and u.startswith(("http://", "https://")) and " " not in u
-        for u in value
+        isinstance(u, str) and u.startswith(("http://", "https://")) and " " not in u for u in value
     ):
         raise InvalidValue(key, value, "must be a list of http:// or https:// URLs")
     return tuple(value)
 
 
-def _command(key: str, value: Any) -> str:
+def check_command(key: str, value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or "\n" in value:
@@ -90,7 +91,7 @@ def _command(key: str, value: Any) -> str:
     return value.strip()
 
 
-def _listen(key: str, value: Any) -> str:
+def check_listen(key: str, value: Any) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, str):
@@ -100,7 +101,7 @@ def _listen(key: str, value: Any) -> str:
     raise InvalidValue(key, value, "must be HOST:PORT such as 127.0.0.1:9469 (empty: off)")
 
 
-def _patterns(key: str, value: Any) -> tuple[str, ...]:
+def check_patterns(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple) or not all(
@@ -127,73 +128,81 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("camera_heartbeat_enabled", "enabled", True, _bool, "probe at all"),
-    Key("camera_heartbeat_interval", "interval", 60, _positive, "seconds between sweeps"),
-    Key("camera_heartbeat_method", "method", "tcp", _method, "icmp, tcp or both"),
-    Key("camera_heartbeat_tcp_port", "tcp_port", 80, _port, "TCP port to connect to"),
-    Key("camera_heartbeat_tcp_timeout", "tcp_timeout", 3, _positive, "TCP connect timeout (s)"),
-    Key("camera_heartbeat_icmp_timeout", "icmp_timeout", 2, _positive, "ICMP reply timeout (s)"),
+    Key("camera_heartbeat_enabled", "enabled", True, check_bool, "probe at all"),
+    Key("camera_heartbeat_interval", "interval", 60, check_seconds, "seconds between sweeps"),
+    Key(
+        "camera_heartbeat_method",
+        "method",
+        "tcp",
+        check_method,
+        "icmp, tcp, both, http, https or rtsp",
+    ),
+    Key("camera_heartbeat_tcp_port", "tcp_port", 80, check_port, "TCP port to connect to"),
+    Key("camera_heartbeat_tcp_timeout", "tcp_timeout", 3, check_seconds, "TCP connect timeout (s)"),
+    Key(
+        "camera_heartbeat_icmp_timeout", "icmp_timeout", 2, check_seconds, "ICMP reply timeout (s)"
+    ),
     Key(
         "camera_heartbeat_icmp_count",
         "icmp_count",
         1,
-        _count,
+        check_count,
         "ICMP echo requests per check; one reply is enough",
     ),
     Key(
         "camera_heartbeat_failure_threshold",
         "failure_threshold",
         1,
-        _threshold,
+        check_threshold,
         "failed checks in a row before a connected camera is marked disconnected",
     ),
     Key(
         "camera_heartbeat_recovery_threshold",
         "recovery_threshold",
         1,
-        _threshold,
+        check_threshold,
         "successful checks in a row before a disconnected camera is marked connected",
     ),
     Key(
         "camera_heartbeat_http_path",
         "http_path",
         "/",
-        _http_path,
+        check_http_path,
         "path requested by the http and https methods",
     ),
     Key(
         "camera_heartbeat_webhooks",
         "webhooks",
         (),
-        _urls,
+        check_urls,
         "URLs that get a JSON POST on every change of a camera's state",
     ),
     Key(
         "camera_heartbeat_on_change_command",
         "on_change_command",
         "",
-        _command,
+        check_command,
         "command run (no shell) on every change of state, with the event in its environment",
     ),
     Key(
         "camera_heartbeat_history_days",
         "history_days",
         30,
-        _days,
+        check_days,
         "days of state changes kept in the history",
     ),
     Key(
         "camera_heartbeat_metrics_listen",
         "metrics_listen",
         "",
-        _listen,
+        check_listen,
         "HOST:PORT of a Prometheus /metrics listener (empty: off)",
     ),
     Key(
         "camera_heartbeat_hostname_patterns",
         "hostname_patterns",
         ("Microseven*",),
-        _patterns,
+        check_patterns,
         "DHCP hostnames (shell patterns, case-insensitive) that are cameras",
     ),
 )

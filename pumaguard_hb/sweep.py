@@ -1,8 +1,9 @@
 """A sweep: one check of many cameras at once, bounded, costing about one timeout.
 
-TCP checks run as concurrent connects (at most ``limit`` at a time); ICMP checks
-of the whole sweep go through one socket per address family in a worker thread.
-``both`` sends ICMP first and checks by TCP only the cameras ICMP did not reach.
+TCP-based checks (tcp, http, https, rtsp) run as concurrent connections (at most
+``limit`` at a time); ICMP checks of the whole sweep go through one socket per
+address family in a worker thread. ``both`` sends ICMP first and checks by TCP
+only the cameras ICMP did not reach.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .icmp import IcmpMode, ping_many
-from .probe import ProbeResult, probe_tcp
+from .probe import ProbeResult, probe_request, probe_tcp
+
+STREAM_METHODS = ("tcp", "http", "https", "rtsp")
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,12 @@ class Target:
 
     id: str
     ip: str
-    method: str  # icmp, tcp or both
-    tcp_port: int
-    tcp_timeout: float
+    method: str  # icmp, tcp, both, http, https or rtsp
+    port: int  # for tcp (and both's fallback), http, https, rtsp
+    timeout: float  # for the TCP-based methods
     icmp_timeout: float
     icmp_count: int = 1
+    path: str = "/"  # for http and https
 
 
 OnResult = Callable[[str, ProbeResult], None]
@@ -47,12 +51,19 @@ async def run_sweep(
     """
     icmp_ok = icmp_mode is not IcmpMode.UNAVAILABLE
     by_icmp = [t for t in targets if icmp_ok and t.method in ("icmp", "both")]
-    by_tcp = [t for t in targets if t.method == "tcp" or (t.method == "both" and not icmp_ok)]
+    by_tcp = [
+        t for t in targets if t.method in STREAM_METHODS or (t.method == "both" and not icmp_ok)
+    ]
     gate = asyncio.Semaphore(limit)
 
     async def tcp(target: Target) -> None:
         async with gate:
-            result = await probe_tcp(target.ip, target.tcp_port, target.tcp_timeout)
+            if target.method in ("http", "https", "rtsp"):
+                result = await probe_request(
+                    target.method, target.ip, target.port, target.timeout, target.path
+                )
+            else:
+                result = await probe_tcp(target.ip, target.port, target.timeout)
         on_result(target.id, result)
 
     async def icmp_then_fallback() -> None:

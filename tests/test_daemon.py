@@ -217,7 +217,7 @@ def test_invalid_settings_at_start_exit_78_with_one_clear_line(tmp_path: Path) -
         assert proc.returncode == 78
         lines = proc.stderr.strip().splitlines()
         assert lines == [f"pumaguard-heartbeat: {path}: camera-heartbeat-method: invalid value "
-                         "'ping': must be one of icmp, tcp, both"]
+                         "'ping': must be one of icmp, tcp, both, http, https, rtsp"]
 
 
 def test_check_config_ok_and_missing_file(tmp_path: Path) -> None:
