@@ -13,6 +13,7 @@ import enum
 import ipaddress
 import logging
 import random
+import select
 import socket
 import threading
 import time
@@ -182,12 +183,21 @@ def _receive(
 ) -> None:
     """Collect replies until ``until`` (monotonic), or only what is queued when it is 0."""
     waiting = {ip for ip, _ in pending.values()} - set(results)
+    raw = getattr(sock, "_sock", None)
     while waiting and not cancel.is_set():
-        wait = 0.0005 if until == 0.0 else min(POLL, until - time.monotonic())
-        if wait <= 0:
+        wait = 0.0 if until == 0.0 else min(POLL, until - time.monotonic())
+        if wait < 0:
             return
+        if isinstance(raw, socket.socket):
+            # Wait here, not inside icmplib: its receive() throws away a packet it read just
+            # after its own deadline, which on a busy machine loses replies that did arrive.
+            if not select.select([raw], [], [], wait)[0]:
+                if until == 0.0:
+                    return
+                continue
+            wait = 5.0  # a reply is queued: receive() returns it at once
         try:
-            reply = sock.receive(None, wait)
+            reply = sock.receive(None, max(wait, 0.0005))
         except TimeoutExceeded:
             if until == 0.0:
                 return
