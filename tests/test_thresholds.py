@@ -1,0 +1,103 @@
+"""No false "down" from a lost packet: thresholds and several ICMP packets, on a lossy link.
+
+The cameras' namespace drops 30 % of everything it sends (an nftables ``numgen random``
+rule: this kernel has no netem). Sweeps are driven by ``check_now`` so the test counts
+sweeps, not seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import Daemon, camera, write_settings
+from netlab import Lab, lab_fixture, requires_root_netns
+
+pytestmark = [pytest.mark.netns, requires_root_netns]
+
+lab = lab_fixture()
+CAMERAS = 20
+SWEEPS = 10
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="phb-thresholds-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def lossy(lab: Lab, percent: int) -> None:
+    """Drop ``percent`` % of the packets the cameras send back, at random."""
+    if shutil.which("nft") is None:
+        pytest.fail("nft not installed (apt-get install nftables; ./dev setup does it)")
+    rules = (
+        "table inet lossy {\n chain out {\n  type filter hook output priority 0;\n"
+        f"  numgen random mod 100 < {percent} drop\n }}\n}}\n"
+    )
+    subprocess.run(["ip", "netns", "exec", lab.cameras, "nft", "-f", "-"], input=rules,
+                   text=True, check=True, timeout=30)
+
+
+def run(lab: Lab, folder: Path, ips: list[str], **keys: object) -> tuple[Daemon, list[int]]:
+    """Start a daemon on the cameras; return it and the number of "down" lines per sweep."""
+    doc = {"camera-heartbeat-interval": 3600, "camera-heartbeat-method": "icmp",
+           "camera-heartbeat-icmp-timeout": 0.5,
+           "cameras": [camera(f"cam{i}", ip, f"02:00:00:00:01:{i:02x}", status="connected")
+                       for i, ip in enumerate(ips)], **keys}
+    d = Daemon(folder)
+    write_settings(d.settings, doc)
+    d.start(prefix=lab.command([]))
+    downs = []
+    for _ in range(SWEEPS):
+        d.call("check_now")
+        downs.append(d.log().count(" is down: "))
+    return d, downs
+
+
+def test_single_lost_packets_raise_false_alarms_without_thresholds(lab: Lab, folder: Path
+                                                                    ) -> None:
+    ips = lab.add_camera_ips(CAMERAS)
+    lossy(lab, 30)
+    d, downs = run(lab, folder, ips)
+    try:
+        print(f"\nthreshold 1, 1 packet, 30% loss: {downs[-1]} false 'down' in "
+              f"{SWEEPS} sweeps of {CAMERAS} cameras")
+        assert downs[-1] > 0  # the complaint: one lost reply and the camera is "down"
+    finally:
+        d.stop()
+
+
+def test_thresholds_and_packets_suppress_them_but_report_a_real_outage(lab: Lab, folder: Path
+                                                                       ) -> None:
+    ips = lab.add_camera_ips(CAMERAS)
+    lossy(lab, 30)
+    d, downs = run(lab, folder, ips, **{"camera-heartbeat-icmp-count": 3,
+                                        "camera_heartbeat_failure_threshold": 3,
+                                        "camera_heartbeat_recovery_threshold": 2})
+    try:
+        print(f"\nthreshold 3, 3 packets, 30% loss: {downs[-1]} false 'down' in "
+              f"{SWEEPS} sweeps of {CAMERAS} cameras")
+        assert downs[-1] == 0
+        # a real outage is still reported, within failure_threshold sweeps
+        lab.make_silent(ips[0])
+        states = [d.call("check_now", {"cameras": [ips[0]]})["cameras"] for _ in range(3)]
+        status = [next(iter(s.values()))["status"] for s in states]
+        assert status == ["connected", "connected", "disconnected"]
+        assert d.log().count(f"cam0 ({ips[0]}) is down: icmp {ips[0]} no reply") == 1
+        # and recovery needs recovery_threshold good checks
+        lab.make_answering(ips[0])
+        status = []
+        for _ in range(6):
+            cam = next(iter(d.call("check_now", {"cameras": [ips[0]]})["cameras"].values()))
+            status.append(cam["status"])
+            if cam["status"] == "connected":
+                break
+        assert status[0] == "disconnected" and status[-1] == "connected"
+        assert d.call("status")["cameras"][0]["consecutive_successes"] >= 2
+    finally:
+        d.stop()
