@@ -7,11 +7,12 @@ one) for a user's mistake.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
+from . import __version__, history, metrics
 from .errors import CameraNotFound, InvalidValue
 from .monitor import Conflict, Disabled, Monitor
 from .protocol import (
@@ -71,7 +72,57 @@ async def ping(monitor: Monitor, args: dict[str, Any]) -> Any:
 
 async def status(monitor: Monitor, args: dict[str, Any]) -> Any:
     """The daemon and every camera."""
-    return monitor.status()
+    return _status(monitor)
+
+
+def _status(monitor: Monitor) -> dict[str, Any]:
+    """monitor.status() with the history: uptime_24h/uptime_7d/recent per camera."""
+    result = monitor.status()
+    hist = history.attached(monitor)
+    if hist is None:
+        result["daemon"]["history"] = {"available": False, "problem": "history not configured"}
+        return result
+    result["daemon"]["history"] = hist.info()
+    for cam in result["cameras"]:
+        cam.update(hist.camera_summary(cam["id"]))
+    return result
+
+
+async def history_cmd(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """State changes from the history file: optional "camera", "since" (Unix s), "limit"."""
+    hist = history.attached(monitor)
+    if hist is None or not hist.available:
+        why = hist.problem if hist is not None else "history not configured"
+        raise ProtocolError(CONFLICT, why or "history unavailable")
+    ref = _str(args, "camera", required=False)
+    since = args.get("since")
+    if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
+        raise ProtocolError(BAD_ARGS, '"since" must be a number (Unix seconds)')
+    limit = args.get("limit", 100)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100000:
+        raise ProtocolError(BAD_ARGS, '"limit" must be a whole number from 1 to 100000')
+    match: set[str] | None = None
+    known = True
+    if ref is not None:
+        try:
+            match = {monitor.find(ref).id}
+        except CameraNotFound:  # a camera removed since: its id, MAC, IP or hostname
+            match, known = {ref}, False
+    changes, more = await asyncio.to_thread(hist.read, match, since, limit)
+    if not known and not changes:
+        raise CameraNotFound(ref or "")
+    return {"changes": changes, "more": more, "history": hist.info()}
+
+
+async def metrics_cmd(monitor: Monitor, args: dict[str, Any]) -> Any:
+    """Prometheus metrics in the text exposition format."""
+    return {"content_type": metrics.CONTENT_TYPE, "text": metrics_text(monitor)}
+
+
+def metrics_text(monitor: Monitor) -> str:
+    """The exposition text of ``monitor`` (also served by the HTTP listener)."""
+    counter = metrics.attached(monitor)
+    return metrics.render(_status(monitor), counter.counts if counter else None)
 
 
 async def check_now(monitor: Monitor, args: dict[str, Any]) -> Any:
@@ -146,6 +197,8 @@ COMMANDS: dict[str, Command] = {
     "ping": Command(ping, False, ping.__doc__ or ""),
     "status": Command(status, False, status.__doc__ or ""),
     "config_get": Command(config_get, False, config_get.__doc__ or ""),
+    "history": Command(history_cmd, False, history_cmd.__doc__ or ""),
+    "metrics": Command(metrics_cmd, False, metrics_cmd.__doc__ or ""),
     "check_now": Command(check_now, True, check_now.__doc__ or ""),
     "camera_add": Command(camera_add, True, camera_add.__doc__ or ""),
     "camera_remove": Command(camera_remove, True, camera_remove.__doc__ or ""),

@@ -12,11 +12,17 @@ import sys
 from pathlib import Path
 
 from . import __version__, logs
+from .actions import Actions
+from .commands import metrics_text
 from .errors import SettingsError
+from .history import History
+from .history import attach as attach_history
 from .icmp import IcmpMode, detect_access
+from .metrics import MetricsServer
+from .metrics import attach as attach_metrics
 from .monitor import Monitor
 from .notify import Notifier, watchdog_interval
-from .paths import daemon_socket_path
+from .paths import daemon_socket_path, state_dir
 from .server import ControlServer, SocketInUse
 from .settings import default_settings_path
 from .store import SettingsFile
@@ -26,6 +32,7 @@ log = logging.getLogger("pumaguard_hb")
 EX_CONFIG = 78
 FILE_POLL = 2.0  # seconds between checks of the settings file for outside edits
 STATUS_EVERY = 5.0  # seconds between STATUS= refreshes
+HISTORY_CHECK = 60.0  # seconds between checks whether the history needs pruning
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,21 +101,32 @@ def main(argv: list[str] | None = None) -> int:
     if icmp.mode is IcmpMode.UNAVAILABLE:
         log.error("%s", icmp.problem)
     raise_fd_limit()
+    history = History(state_dir(args.state_dir), monitor.settings.history_days)
+    history.open()  # on failure: one clear error, and the daemon runs without history
     try:
-        return asyncio.run(serve(monitor, daemon_socket_path(args.socket)))
+        return asyncio.run(serve(monitor, daemon_socket_path(args.socket), history))
     except SocketInUse as err:
         log.error("%s", err)
         return 1
     except OSError as err:
         log.error("cannot start: %s", err)
         return 1
+    finally:
+        history.close()
 
 
-async def serve(monitor: Monitor, socket_path: Path) -> int:
-    """Run until SIGTERM/SIGINT: sweeps, the control socket, file watching, sd_notify."""
+async def serve(monitor: Monitor, socket_path: Path, history: History | None = None) -> int:
+    """Run until SIGTERM/SIGINT: sweeps, the control socket, file watching, sd_notify,
+    the history and the optional metrics listener."""
     loop = asyncio.get_running_loop()
+    if history is not None:
+        attach_history(monitor, history)
+    attach_metrics(monitor)
+    metrics_server = MetricsServer(lambda: metrics_text(monitor))
     notifier = Notifier()
     server = ControlServer(monitor, socket_path)
+    actions = Actions(lambda: monitor.settings)  # webhooks and command, docs/actions.md
+    monitor.listeners.append(actions.notify)
     await server.start()
     stop = asyncio.Event()
 
@@ -137,7 +155,12 @@ async def serve(monitor: Monitor, socket_path: Path) -> int:
         asyncio.create_task(monitor.run(), name="sweeps"),
         asyncio.create_task(_watch_file(monitor), name="watch-file"),
         asyncio.create_task(_keep_status(monitor, notifier), name="status"),
+        asyncio.create_task(
+            metrics_server.watch(lambda: monitor.settings.metrics_listen), name="metrics"
+        ),
     ]
+    if history is not None and history.available:
+        tasks.append(asyncio.create_task(_keep_history(monitor, history), name="history"))
     interval = watchdog_interval()
     if interval:
         tasks.append(asyncio.create_task(_watchdog(notifier, interval), name="watchdog"))
@@ -148,6 +171,7 @@ async def serve(monitor: Monitor, socket_path: Path) -> int:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await actions.close()  # a short grace for pending webhooks and commands
     await server.close()
     await monitor.flush()
     failed = 0
@@ -165,6 +189,15 @@ async def _watch_file(monitor: Monitor) -> None:
         if monitor.file_changed():
             monitor.reload("file changed")
             await monitor.flush()  # changes held back while the file was broken
+
+
+async def _keep_history(monitor: Monitor, history: History) -> None:
+    """Prune the history (in a thread) once a day, or when it is over its size cap."""
+    while True:
+        await asyncio.sleep(HISTORY_CHECK)
+        history.days = monitor.settings.history_days
+        if history.needs_prune():
+            await asyncio.to_thread(history.prune_quietly)
 
 
 async def _keep_status(monitor: Monitor, notifier: Notifier) -> None:

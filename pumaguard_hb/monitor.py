@@ -81,6 +81,7 @@ class Monitor:
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self.listeners: list[Listener] = []
+        self._duplicates: set[str] = set()  # camera ids already warned about as listed twice
 
     # -- settings -------------------------------------------------------------------------
 
@@ -154,7 +155,9 @@ class Monitor:
             if cam is None:
                 continue
             if cam.id in cameras:
-                log.warning("settings: camera %s is listed twice; using the first entry", cam.id)
+                if cam.id not in self._duplicates:  # a fact about the file: say it once
+                    log.warning("settings: camera %s is listed twice; using the first", cam.id)
+                    self._duplicates.add(cam.id)
                 continue
             old = self.cameras.get(cam.id)
             if old is not None:
@@ -243,8 +246,10 @@ class Monitor:
             except (SettingsError, StoreError) as err:
                 patch.merge(self.pending)
                 self.pending = patch
-                kind = "settings" if isinstance(err, SettingsError) else "write"
-                self._problem(kind, f"{err}; changes kept in memory and retried")
+                if isinstance(err, SettingsError):  # same sentence as reload(): logged once
+                    self._problem("settings", f"{err}; keeping the last good settings")
+                else:
+                    self._problem("write", f"{err}; changes kept in memory and retried")
                 return
             self._solved("write")
             try:

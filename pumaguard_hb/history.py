@@ -1,0 +1,448 @@
+"""Each camera's changes of state, kept durably in ``<state dir>/history.jsonl``.
+
+The file is append-only JSON lines: one line per :class:`~.events.StateChange`
+(its ``as_dict()``), plus two kinds of marker lines the daemon writes when it
+starts and stops (``{"event": "daemon_start", "at": ...}`` /
+``{"event": "daemon_stop", "at": ...}``) so that the time the daemon was not
+running counts as *unknown* in uptime figures, not as up or down.
+
+- An append is one ``write()`` of one whole line to an ``O_APPEND`` descriptor
+  (no fsync: see docs/history-metrics.md).
+- A line that does not parse (a partial write after a power cut) is skipped
+  with one warning; it is never fatal.
+- The file is bounded: entries older than ``camera_heartbeat_history_days`` are
+  dropped at start and at most once a day, and when it grows past
+  :data:`CAP_BYTES` the oldest entries are dropped down to
+  :data:`CAP_KEEP` of the cap. Both rewrite it atomically (temp file + rename).
+- For ``status`` the daemon keeps a small in-memory index per camera (the last
+  7 days, at most :data:`INDEX_PER_CAMERA` changes), so uptime figures never
+  read the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .events import StateChange
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "history.jsonl"
+LOCK_NAME = "history.lock"
+CAP_BYTES = 5 * 1024 * 1024  # hard cap of the file: an SD card never fills because of it
+CAP_KEEP = 0.8  # after hitting the cap, keep this fraction (hysteresis: no rewrite per append)
+PRUNE_EVERY = 86400.0  # seconds between pruning by age
+DAY = 86400.0
+WEEK = 7 * DAY
+INDEX_PER_CAMERA = 2000  # changes kept in memory per camera (the last 7 days at most)
+RECENT = 10  # changes per camera shown by status
+CONNECTED = "connected"
+START, STOP = "daemon_start", "daemon_stop"
+
+
+# -- uptime: a pure function on a change log --------------------------------------------------
+
+
+def uptime(
+    changes: Sequence[tuple[float, str]],
+    gaps: Iterable[tuple[float, float]],
+    start: float,
+    end: float,
+) -> float | None:
+    """Percentage of the observed time in ``[start, end]`` that the camera was connected.
+
+    ``changes`` are ``(at, new_status)`` sorted by time. The status at a moment is
+    that of the last change at or before it; before the first change it is
+    unknown. ``gaps`` are periods the daemon was not running (unknown too).
+    Unknown time counts neither as up nor as down. None when nothing in the
+    window is known.
+    """
+    observed = up = 0.0
+    cuts = sorted((max(a, start), min(b, end)) for a, b in gaps if b > start and a < end)
+    for i, (at, status) in enumerate(changes):
+        seg_start = max(at, start)
+        seg_end = min(changes[i + 1][0] if i + 1 < len(changes) else end, end)
+        if seg_end <= seg_start:
+            continue
+        length = seg_end - seg_start
+        for a, b in cuts:
+            length -= max(0.0, min(b, seg_end) - max(a, seg_start))
+        length = max(0.0, length)
+        observed += length
+        if status == CONNECTED:
+            up += length
+    if observed <= 0:
+        return None
+    return round(100.0 * up / observed, 3)
+
+
+# -- the file --------------------------------------------------------------------------------
+
+
+def parse_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """``(line number, entry)`` for every non-empty line; entry None when it is corrupt."""
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            yield number, None
+            continue
+        ok = isinstance(entry, dict) and isinstance(entry.get("at"), int | float)
+        if ok and "event" not in entry:
+            ok = isinstance(entry.get("camera_id"), str) and isinstance(entry.get("new"), str)
+        yield number, entry if ok else None
+
+
+def encode(entry: dict[str, Any]) -> bytes:
+    """One history line: compact JSON, UTF-8, newline-terminated."""
+    return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+@dataclass
+class _Camera:
+    changes: deque[tuple[float, str]] = field(default_factory=deque)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+
+
+class History:
+    """The history file of one daemon and its in-memory index."""
+
+    def __init__(self, folder: Path, days: int = 30, cap_bytes: int = CAP_BYTES) -> None:
+        self.folder = folder
+        self.path = folder / FILE_NAME
+        self.days = days
+        self.cap_bytes = cap_bytes
+        self.problem: str | None = "not opened"
+        self.size = 0
+        self.entries = 0
+        self.corrupt = 0
+        self.last_prune = 0.0
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._pruning = False
+        self._cameras: dict[str, _Camera] = {}
+        self._gaps: list[tuple[float, float]] = []
+        self._stopped_at: float | None = None  # last daemon_stop seen while loading
+
+    @property
+    def available(self) -> bool:
+        """True when changes are being recorded."""
+        return self._fd is not None
+
+    # -- open / close ----------------------------------------------------------------------
+
+    def open(self) -> bool:
+        """Create the folder (0750), load the index, prune, and start appending.
+
+        On failure, logs one clear error and returns False: the daemon runs without history.
+        """
+        try:
+            self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+            self._load()
+            self.prune()
+            self._fd = self._open_fd()
+            self._append({"event": START, "at": time.time()})
+        except OSError as err:
+            self.problem = f"history unavailable: cannot use {self.path}: {err.strerror or err}"
+            log.error("%s; running without history", self.problem)
+            self._close_fd()
+            return False
+        self.problem = None
+        return True
+
+    def close(self) -> None:
+        """Write the daemon_stop marker and close the file."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                self._append({"event": STOP, "at": time.time()})
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
+
+    def _open_fd(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            st = os.fstat(fd)
+            if st.st_size:  # a line cut short by a crash must not swallow the next one
+                with open(self.path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        os.write(fd, b"\n")
+            self.size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Threads of this daemon, and any other process using the same state folder."""
+        with self._lock:
+            lock_fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(lock_fd)
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        self._cameras.clear()
+        self._gaps.clear()
+        self.entries = self.corrupt = 0
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return
+        with f:
+            bad: list[int] = []
+            for number, entry in parse_lines(f):
+                if entry is None:
+                    bad.append(number)
+                    continue
+                self.entries += 1
+                self._index(entry)
+        if bad:
+            self.corrupt = len(bad)
+            shown = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "")
+            log.warning(
+                "history: skipped %d corrupt line(s) of %s (line %s)", len(bad), self.path, shown
+            )
+
+    def _index(self, entry: dict[str, Any]) -> None:
+        at = float(entry["at"])
+        event = entry.get("event")
+        if event == STOP:
+            self._stopped_at = at
+            return
+        if event == START:
+            if self._stopped_at is not None and at > self._stopped_at:
+                self._gaps.append((self._stopped_at, at))
+            self._stopped_at = None
+            return
+        if event is not None:
+            return
+        cam = self._cameras.setdefault(entry["camera_id"], _Camera())
+        cam.changes.append((at, entry["new"]))
+        cam.recent.append(
+            {
+                "at": at,
+                "old": entry.get("old"),
+                "new": entry["new"],
+                "reason": entry.get("reason", ""),
+            }
+        )
+        horizon = time.time() - WEEK
+        # keep one change before the week so the state at its start is known
+        while len(cam.changes) > 1 and (
+            cam.changes[1][0] <= horizon or len(cam.changes) > INDEX_PER_CAMERA
+        ):
+            cam.changes.popleft()
+        while self._gaps and self._gaps[0][1] < horizon:
+            self._gaps.pop(0)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def record(self, change: StateChange) -> None:
+        """A Monitor listener: append the change and index it. Never raises."""
+        entry = change.as_dict()
+        self._index(entry)
+        if self._fd is None:
+            return
+        try:
+            self._append(entry)
+        except OSError as err:
+            self.problem = f"history: cannot append to {self.path}: {err.strerror or err}"
+            log.error("%s; running without history", self.problem)
+            self._close_fd()
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        line = encode(entry)
+        with self._file_lock():
+            if self._fd is None:
+                return
+            with contextlib.suppress(OSError):  # another process pruned: follow the new file
+                if os.stat(self.path).st_ino != os.fstat(self._fd).st_ino:
+                    os.close(self._fd)
+                    self._fd = self._open_fd()
+            os.write(self._fd, line)  # one write of a whole line to an O_APPEND descriptor
+            self.size += len(line)
+            self.entries += 1
+
+    def needs_prune(self, now: float | None = None) -> bool:
+        """True when the file is over its cap, or the daily prune by age is due."""
+        now = time.time() if now is None else now
+        return self.size > self.cap_bytes or now - self.last_prune >= PRUNE_EVERY
+
+    def prune(self, now: float | None = None) -> int:
+        """Drop entries older than ``days`` and, over the cap, the oldest ones; atomically.
+
+        Safe to run in a thread while the event loop appends. Returns the lines dropped.
+        """
+        now = time.time() if now is None else now
+        self.last_prune = now
+        horizon = now - self.days * DAY
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return 0
+        kept: list[bytes] = []
+        dropped = 0
+        for raw in data.splitlines(keepends=True):
+            if not raw.strip():
+                continue
+            entry = next(parse_lines([raw]))[1]
+            if entry is None or float(entry["at"]) < horizon:
+                dropped += 1
+                continue
+            kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
+        total = sum(map(len, kept))
+        if total > self.cap_bytes:
+            budget, start = int(self.cap_bytes * CAP_KEEP), 0
+            while total > budget and start < len(kept):
+                total -= len(kept[start])
+                start += 1
+            dropped += start
+            kept = kept[start:]
+        if not dropped:
+            return 0
+        tmp = self.path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as out:
+                out.writelines(kept)
+                with self._file_lock():
+                    with open(self.path, "rb") as f:  # lines appended since we read
+                        f.seek(len(data))
+                        tail = f.read()
+                    out.write(tail)
+                    out.flush()
+                    os.fsync(out.fileno())
+                    with contextlib.suppress(OSError):
+                        os.chmod(tmp, os.stat(self.path).st_mode & 0o7777)
+                    os.replace(tmp, self.path)
+                    if self._fd is not None:
+                        os.close(self._fd)
+                        self._fd = os.open(
+                            self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o640
+                        )
+                    self.size = total + len(tail)
+                    self.entries = len(kept) + tail.count(b"\n")
+            dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        log.info(
+            "history: dropped %d old entries of %s (%d bytes kept)", dropped, self.path, self.size
+        )
+        return dropped
+
+    def prune_quietly(self) -> None:
+        """prune() for the daemon's maintenance task: logs instead of raising."""
+        if self._pruning:
+            return
+        self._pruning = True
+        try:
+            self.prune()
+        except OSError as err:
+            log.error("history: cannot prune %s: %s", self.path, err.strerror or err)
+        finally:
+            self._pruning = False
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def camera_summary(self, camera_id: str, now: float | None = None) -> dict[str, Any]:
+        """``uptime_24h``, ``uptime_7d`` (percent or None) and ``recent`` changes of a camera."""
+        now = time.time() if now is None else now
+        cam = self._cameras.get(camera_id)
+        if cam is None:
+            return {"uptime_24h": None, "uptime_7d": None, "recent": []}
+        changes = list(cam.changes)
+        return {
+            "uptime_24h": uptime(changes, self._gaps, now - DAY, now),
+            "uptime_7d": uptime(changes, self._gaps, now - WEEK, now),
+            "recent": list(cam.recent),
+        }
+
+    def info(self) -> dict[str, Any]:
+        """What ``status`` shows about the history itself."""
+        return {
+            "available": self.available,
+            "path": str(self.path),
+            "problem": self.problem,
+            "size_bytes": self.size,
+            "entries": self.entries,
+            "corrupt_lines": self.corrupt,
+            "days": self.days,
+            "cap_bytes": self.cap_bytes,
+        }
+
+    def read(
+        self,
+        match: set[str] | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The newest ``limit`` changes (oldest first) of the cameras whose id, MAC, IP or
+        hostname is in ``match`` (all when None), at or after ``since``; and whether more
+        matched. Reads the file (run it in a thread)."""
+        found: deque[dict[str, Any]] = deque(maxlen=limit)
+        total = 0
+        wanted = {m.lower() for m in match or ()}
+        try:
+            with open(self.path, "rb") as f:
+                for _number, entry in parse_lines(f):
+                    if entry is None or "event" in entry:
+                        continue
+                    if since is not None and float(entry["at"]) < since:
+                        continue
+                    if match is not None and not wanted & {
+                        str(entry.get(k) or "").lower()
+                        for k in ("camera_id", "mac_address", "ip_address", "hostname")
+                    }:
+                        continue
+                    total += 1
+                    found.append(entry)
+        except FileNotFoundError:
+            pass
+        return list(found), total > len(found)
+
+
+# -- which History belongs to which Monitor (commands find it here) ----------------------------
+
+_ATTACHED: weakref.WeakKeyDictionary[Any, History] = weakref.WeakKeyDictionary()
+
+
+def attach(monitor: Any, history: History) -> None:
+    """Record ``monitor``'s state changes in ``history`` and let commands find it."""
+    _ATTACHED[monitor] = history
+    monitor.listeners.append(history.record)
+
+
+def attached(monitor: Any) -> History | None:
+    """The History of ``monitor``, if it has one."""
+    return _ATTACHED.get(monitor)
