@@ -96,6 +96,9 @@ class Patch:
             if cid is not None and cid in self.removed:
                 changed = True
                 continue
+            if cid is not None and cid in seen:
+                kept.append(entry)  # listed twice: the daemon uses the first; leave this alone
+                continue
             if cid is not None:
                 seen.add(cid)
                 values = dict(self.camera_fields.get(cid, {}))
@@ -182,6 +185,8 @@ class SettingsFile:
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise SettingsError(str(self.path), f"does not parse as YAML{at}: {problem}") from None
+        except RecursionError:  # PyYAML composes recursively: "[[[[..." would escape as a crash
+            raise SettingsError(str(self.path), "is nested too deeply to be settings") from None
         if doc is None:
             doc = {}
         if not isinstance(doc, dict):
