@@ -138,17 +138,40 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option("--watch", "-w", is_flag=True, help="Refresh the view in place until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2, max=3600),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between refreshes with --watch.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --watch: stop after N snapshots (for scripts).",
+)
 @common_options
-def status() -> int:
+def status(watch: bool, interval: float, count: int | None) -> int:
     """Show the daemon and every camera's status.
 
-    Exit status 1 when at least one camera is disconnected.
+    Exit status 1 when at least one camera is disconnected. With --watch the
+    view refreshes in place on a terminal, with a strip of each camera's recent
+    up/down history; in a pipe it prints one snapshot per interval (--json: one
+    JSON object per line). Ctrl-C ends it with status 0.
 
     \b
     Example:
       pumaguard-hb status
       pumaguard-hb status --json
+      pumaguard-hb status --watch --interval 5
     """
+    if watch:
+        return watch_status(interval, count)
+    if count is not None:
+        raise click.UsageError("--count needs --watch")
     result = ask("status")
     if as_json():
         emit_json(result)
@@ -156,9 +179,145 @@ def status() -> int:
         from .render import print_status
 
         print_status(result, console())
+    return _status_exit(result)
+
+
+def _status_exit(result: Any) -> int:
     cameras = result.get("cameras") or [] if isinstance(result, dict) else []
     down = any(c.get("status") != "connected" for c in cameras)
     return exits.DISCONNECTED if down else exits.OK
+
+
+def watch_status(interval: float, count: int | None) -> int:
+    """``status --watch``: rich Live on a terminal, else one snapshot per interval."""
+    import time
+
+    from .render import status_view
+
+    con = console()
+    live_view = con.is_terminal and not as_json()
+    shown = 0
+    result: Any = None
+
+    def fetch() -> Any:
+        try:
+            return ask("status")
+        except (DaemonNotRunning, NoAnswer) as err:
+            if shown == 0:
+                raise
+            raise CliError(f"the daemon went away: {err}", exits.NOT_RUNNING) from None
+
+    try:
+        if live_view:
+            from rich.live import Live
+
+            result = fetch()
+            with Live(status_view(result, watch=True), console=con, auto_refresh=False) as live:
+                shown = 1
+                while count is None or shown < count:
+                    time.sleep(interval)
+                    result = fetch()
+                    live.update(status_view(result, watch=True), refresh=True)
+                    shown += 1
+        else:
+            while count is None or shown < count:
+                if shown:
+                    time.sleep(interval)
+                result = fetch()
+                if as_json():
+                    click.echo(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
+                else:
+                    from .render import local_time
+
+                    con.print(f"--- {local_time(time.time())} ---")
+                    con.print(status_view(result, watch=True))
+                    con.print()
+                sys.stdout.flush()
+                shown += 1
+    except KeyboardInterrupt:
+        return exits.OK
+    return _status_exit(result)
+
+
+@cli.command()
+@click.argument("camera", required=False)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only changes since WHEN: a duration back from now (30m, 24h, 7d) or a date/time "
+    "(2026-11-27, 2026-11-27T03:00).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=100000),
+    default=100,
+    show_default=True,
+    metavar="N",
+    help="Show at most the N newest changes.",
+)
+@common_options
+def history(camera: str | None, since: str | None, limit: int) -> int:
+    """Show the recorded changes of state (every camera, or CAMERA), oldest first.
+
+    CAMERA is a MAC address, IP address or hostname (also of a camera removed
+    since). The daemon keeps camera_heartbeat_history_days days of history.
+
+    \b
+    Example:
+      pumaguard-hb history
+      pumaguard-hb history Microseven-Gate --since 24h
+    """
+    args: dict[str, Any] = {"limit": limit}
+    if camera:
+        args["camera"] = camera
+    if since:
+        args["since"] = parse_since(since)
+    result = ask("history", args)
+    if as_json():
+        emit_json(result)
+    else:
+        from .render import print_history
+
+        print_history(result, console())
+    return exits.OK
+
+
+def parse_since(value: str) -> float:
+    """``30m``/``24h``/``7d``/``90s``/``2w`` back from now, or an ISO date/time (local unless
+    it names a zone), as Unix seconds."""
+    import re
+    import time
+    from datetime import datetime
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value.lower())
+    if m:
+        return time.time() - float(m.group(1)) * units[m.group(2)]
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (30m, 24h, 7d) nor a date/time (2026-11-27T03:00)",
+            param_hint="--since",
+        ) from None
+
+
+@cli.command()
+@common_options
+def metrics() -> int:
+    """Print Prometheus metrics (text exposition format), as the optional listener serves them.
+
+    \b
+    Example:
+      pumaguard-hb metrics
+      pumaguard-hb metrics | promtool check metrics
+    """
+    result = ask("metrics")
+    if as_json():
+        emit_json(result)
+    else:
+        click.echo(str(result.get("text", "")), nl=False)
+    return exits.OK
 
 
 @cli.command("check-now")

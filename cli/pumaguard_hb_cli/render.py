@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -95,9 +95,66 @@ def status_text(status: Any) -> Text:
     return Text(word, style=STATUS_STYLE.get(word, "yellow"))
 
 
-def camera_table(cameras: list[dict[str, Any]], now: float, check: bool = False) -> Table:
-    """One row per camera: name, IP, MAC, status, last seen, RTT, time in state or reason."""
+def uptime(value: Any) -> str:
+    """An uptime percentage, ``99.9%``, or ``-`` when nothing is known."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.1f}%" if value < 100 else "100%"
+    return "-"
+
+
+STRIP_CELLS = 24
+STRIP = {"connected": ("▇", "green"), "disconnected": ("▁", "red"), "mixed": ("▄", "yellow")}
+
+
+def strip_cells(
+    recent: list[dict[str, Any]], status: Any, now: float, cell: float, cells: int = STRIP_CELLS
+) -> list[str | None]:
+    """The state of each of the last ``cells`` periods of ``cell`` seconds, oldest first:
+    ``connected``, ``disconnected``, ``mixed`` (both within the period) or None (unknown).
+
+    Built from the camera's recent changes (``{"at", "old", "new"}``): before the
+    earliest one the camera was in its ``old`` state; with no changes at all, in
+    its current ``status``.
+    """
+    changes = sorted(
+        (c for c in recent if isinstance(c.get("at"), int | float)), key=lambda c: c["at"]
+    )
+    initial = changes[0].get("old") if changes else status
+    out: list[str | None] = []
+    for i in range(cells):
+        start, end = now - (cells - i) * cell, now - (cells - i - 1) * cell
+        state = initial
+        for c in changes:
+            if c["at"] <= start:
+                state = c["new"]
+        seen = {state} | {c["new"] for c in changes if start < c["at"] < end}
+        seen.discard(None)
+        if not seen:
+            out.append(None)
+        elif len(seen) == 1:
+            out.append(str(seen.pop()))
+        else:
+            out.append("mixed")
+    return out
+
+
+def strip(cam: dict[str, Any], now: float, cell: float) -> Text:
+    """The camera's recent up/down history as a strip of blocks, coloured on a terminal."""
+    text = Text()
+    for state in strip_cells(cam.get("recent") or [], cam.get("status"), now, cell):
+        char, style = STRIP.get(state or "", ("·", "dim"))
+        text.append(char, style=style)
+    return text
+
+
+def camera_table(
+    cameras: list[dict[str, Any]], now: float, check: bool = False, cell: float | None = None
+) -> Table:
+    """One row per camera: name, IP, MAC, status, last seen, RTT, time in state or reason,
+    uptime 24 h / 7 d when the daemon keeps a history, and with ``cell`` a strip of the
+    recent up/down history (one block per ``cell`` seconds)."""
     table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
+    history = not check and any("uptime_24h" in c for c in cameras)
     table.add_column("NAME")
     table.add_column("IP")
     table.add_column("MAC")
@@ -105,6 +162,11 @@ def camera_table(cameras: list[dict[str, Any]], now: float, check: bool = False)
     table.add_column("LAST SEEN")
     table.add_column("RTT", justify="right")
     table.add_column("DETAIL" if check else "IN STATE")
+    if history:
+        table.add_column("UP 24H", justify="right")
+        table.add_column("UP 7D", justify="right")
+    if cell is not None:
+        table.add_column("RECENT", no_wrap=True)
     if not check:
         table.add_column("DETAIL")
     for cam in cameras:
@@ -119,13 +181,27 @@ def camera_table(cameras: list[dict[str, Any]], now: float, check: bool = False)
         if not check:
             since = parse_time(cam.get("since"))
             row.append("-" if since is None else duration(now - since))
+        if history:
+            row += [uptime(cam.get("uptime_24h")), uptime(cam.get("uptime_7d"))]
+        if cell is not None:
+            row.append(strip(cam, now, cell))
         detail = cam.get("problem") or cam.get("reason") or ""
         row.append(Text(str(detail), style="dim") if detail else "")
         table.add_row(*row)
     return table
 
 
-def _line(console: Console, label: str, value: Text | str) -> None:
+class _Lines:
+    """Collects the lines of a view, so one function serves print and rich Live."""
+
+    def __init__(self) -> None:
+        self.parts: list[RenderableType] = []
+
+    def print(self, part: RenderableType = "") -> None:
+        self.parts.append(part)
+
+
+def _line(console: Console | _Lines, label: str, value: Text | str) -> None:
     text = Text(f"{label:<11}", style="bold")
     text.append(value if isinstance(value, Text) else Text(value))
     console.print(text)
@@ -134,7 +210,14 @@ def _line(console: Console, label: str, value: Text | str) -> None:
 def print_status(result: dict[str, Any], console: Console | None = None) -> None:
     """``pumaguard-hb status``: the daemon, then the cameras."""
     console = console or make_console()
-    now = time.time()
+    for part in status_view(result).renderables:
+        console.print(part)
+
+
+def status_view(result: dict[str, Any], watch: bool = False, now: float | None = None) -> Group:
+    """What ``status`` shows, as one renderable; ``watch`` adds the recent-history strip."""
+    console = _Lines()
+    now = time.time() if now is None else now
     d = result.get("daemon") or {}
     summary = result.get("summary") or {}
     _line(
@@ -163,6 +246,9 @@ def print_status(result: dict[str, Any], console: Console | None = None) -> None
         icmp.append(f": {d['icmp_problem']}", style="red")
     _line(console, "ICMP", icmp)
     _line(console, "settings", str(d.get("settings_path")))
+    hist = d.get("history")
+    if isinstance(hist, dict) and not hist.get("available"):
+        _line(console, "history", Text(f"unavailable: {hist.get('problem')}", style="yellow"))
     for key, label in (("settings_error", "settings error"), ("write_error", "write error")):
         if d.get(key):
             console.print(Text(f"{label}: {d[key]}", style="bold red"))
@@ -173,7 +259,17 @@ def print_status(result: dict[str, Any], console: Console | None = None) -> None
     cameras = result.get("cameras") or []
     if cameras:
         console.print()
-        console.print(camera_table(cameras, now))
+        cell = max(1.0, float(d.get("interval_s") or 60)) if watch else None
+        console.print(camera_table(cameras, now, cell=cell))
+    if watch:
+        legend = Text("RECENT: one block per check interval, newest right: ", style="dim")
+        for state in ("connected", "disconnected", "mixed"):
+            char, style = STRIP[state]
+            legend.append(char, style=style)
+            legend.append(f" {state}  ", style="dim")
+        legend.append("· unknown", style="dim")
+        console.print(legend)
+    return Group(*console.parts)
 
 
 def print_check(result: dict[str, Any], console: Console | None = None) -> None:
@@ -196,3 +292,31 @@ def _seconds(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return f"{value:g}s"
     return str(value)
+
+
+def print_history(result: dict[str, Any], console: Console | None = None) -> None:
+    """``pumaguard-hb history``: one line per change of state, oldest first."""
+    console = console or make_console()
+    changes = result.get("changes") or []
+    if not changes:
+        console.print("no changes of state recorded")
+        return
+    table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
+    for column in ("TIME", "CAMERA", "IP", "CHANGE", "METHOD", "REASON"):
+        table.add_column(column)
+    for c in changes:
+        at = parse_time(c.get("at"))
+        change = Text(str(c.get("old") or "(new)"), style=STATUS_STYLE.get(str(c.get("old")), ""))
+        change.append(" → ")
+        change.append(str(c.get("new")), style=STATUS_STYLE.get(str(c.get("new")), "yellow"))
+        table.add_row(
+            "-" if at is None else local_time(at),
+            c.get("hostname") or c.get("camera_id") or "-",
+            c.get("ip_address") or "-",
+            change,
+            c.get("method") or "-",
+            Text(str(c.get("reason") or ""), style="dim"),
+        )
+    console.print(table)
+    if result.get("more"):
+        console.print(Text("older changes not shown (see --limit and --since)", style="dim"))
