@@ -56,21 +56,33 @@ class Daemon:
         args: list[str] | None = None,
     ) -> Daemon:
         """Start the daemon (optionally under a prefix such as ``ip netns exec NS``)."""
-        full_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET",
-                                                                     "JOURNAL_STREAM")}
+        full_env = {
+            k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")
+        }
         full_env["PYTHONPATH"] = str(REPO)
         full_env.update(env or {})
-        cmd = [*(prefix or []), sys.executable, "-m", "pumaguard_hb",
-               "--settings", str(self.settings), "--socket", str(self.socket), *(args or [])]
+        cmd = [
+            *(prefix or []),
+            sys.executable,
+            "-m",
+            "pumaguard_hb",
+            "--settings",
+            str(self.settings),
+            "--socket",
+            str(self.socket),
+            *(args or []),
+        ]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=full_env, stdout=self._log, stderr=self._log,
-                                     cwd=REPO)
+        self.proc = subprocess.Popen(
+            cmd, env=full_env, stdout=self._log, stderr=self._log, cwd=REPO
+        )
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         """Poll the socket until the daemon answers ``ping``."""
+
         def answers() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -80,6 +92,7 @@ class Daemon:
                     return bool(client.call("ping") == "pong")
             except ClientError:
                 return False
+
         wait_for(answers, timeout)
 
     def call(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 30) -> Any:
@@ -135,8 +148,13 @@ def write_settings(path: Path, doc: dict[str, Any]) -> Path:
 
 def camera(name: str, ip: str, mac: str, **extra: Any) -> dict[str, Any]:
     """A camera entry as PumaGuard writes it."""
-    entry = {"hostname": name, "ip_address": ip, "last_seen": "2024-01-15T14:32:15Z",
-             "mac_address": mac, "status": "disconnected"}
+    entry = {
+        "hostname": name,
+        "ip_address": ip,
+        "last_seen": "2024-01-15T14:32:15Z",
+        "mac_address": mac,
+        "status": "disconnected",
+    }
     entry.update(extra)
     return entry
 

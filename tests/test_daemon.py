@@ -52,10 +52,16 @@ def test_statuses_last_seen_and_check_now_shape(daemon_factory, listeners: Liste
     up = listeners.open("127.0.0.11")
     refused_port = free_port("127.0.0.12")
     d = daemon_factory()
-    write_settings(d.settings, settings_doc([
-        camera("Microseven-up", up[0], MAC1, custom="kept"),
-        camera("Microseven-refused", "127.0.0.12", MAC2, status="connected"),
-    ], **{"camera-heartbeat-tcp-port": up[1]}))
+    write_settings(
+        d.settings,
+        settings_doc(
+            [
+                camera("Microseven-up", up[0], MAC1, custom="kept"),
+                camera("Microseven-refused", "127.0.0.12", MAC2, status="connected"),
+            ],
+            **{"camera-heartbeat-tcp-port": up[1]},
+        ),
+    )
     # the refused camera listens on the same port number on another address: nothing there
     assert refused_port
     d.start()
@@ -85,8 +91,9 @@ def test_statuses_last_seen_and_check_now_shape(daemon_factory, listeners: Liste
 def test_camera_going_down_and_up_is_logged_once_each(daemon_factory, listeners) -> None:
     ip, port = listeners.open("127.0.0.13")
     d = daemon_factory()
-    write_settings(d.settings, settings_doc([camera("cam", ip, MAC1)],
-                                            **{"camera-heartbeat-tcp-port": port}))
+    write_settings(
+        d.settings, settings_doc([camera("cam", ip, MAC1)], **{"camera-heartbeat-tcp-port": port})
+    )
     d.start()
     wait_for(lambda: first_sweep_done(d))
     listeners.close((ip, port))
@@ -121,8 +128,12 @@ def test_silent_camera_times_out_and_sweeps_are_concurrent(daemon_factory, liste
 def test_overlapping_check_now_share_one_sweep(daemon_factory, listeners) -> None:
     silent_ip, silent_port = listeners.silent("127.0.0.15")  # every check times out after 1 s
     d = daemon_factory()
-    write_settings(d.settings, settings_doc([camera("silent", silent_ip, MAC1)],
-                                            **{"camera-heartbeat-tcp-port": silent_port}))
+    write_settings(
+        d.settings,
+        settings_doc(
+            [camera("silent", silent_ip, MAC1)], **{"camera-heartbeat-tcp-port": silent_port}
+        ),
+    )
     d.start()
     wait_for(lambda: first_sweep_done(d), timeout=20)
     before = d.call("status")["daemon"]
@@ -136,8 +147,12 @@ def test_overlapping_check_now_share_one_sweep(daemon_factory, listeners) -> Non
 
 def test_writes_only_when_something_changed(daemon_factory, listeners) -> None:
     d = daemon_factory()
-    write_settings(d.settings, settings_doc([camera("gone", "127.0.0.16", MAC1)],
-                                            **{"camera-heartbeat-tcp-port": free_port()}))
+    write_settings(
+        d.settings,
+        settings_doc(
+            [camera("gone", "127.0.0.16", MAC1)], **{"camera-heartbeat-tcp-port": free_port()}
+        ),
+    )
     d.start()
     wait_for(lambda: first_sweep_done(d))
     for _ in range(3):
@@ -151,10 +166,17 @@ def test_sigterm_mid_sweep_stops_within_a_second_and_persists(daemon_factory, li
     up = listeners.open("127.0.0.17")
     silent = listeners.silent("127.0.0.18", up[1])
     d = daemon_factory()
-    write_settings(d.settings, settings_doc(
-        [camera("up", up[0], MAC1), camera("silent", silent[0], MAC2)],
-        **{"camera-heartbeat-tcp-port": up[1], "camera-heartbeat-tcp-timeout": 60,
-           "camera-heartbeat-interval": 3600}))
+    write_settings(
+        d.settings,
+        settings_doc(
+            [camera("up", up[0], MAC1), camera("silent", silent[0], MAC2)],
+            **{
+                "camera-heartbeat-tcp-port": up[1],
+                "camera-heartbeat-tcp-timeout": 60,
+                "camera-heartbeat-interval": 3600,
+            },
+        ),
+    )
     d.start(wait=False)
     d.wait_ready()
     wait_for(lambda: d.call("status")["daemon"]["sweeping"])
@@ -193,8 +215,10 @@ def test_notify_protocol_messages(daemon_factory, tmp_path: Path) -> None:
         ready = until("READY=1")
         assert d.call("ping") == "pong"  # the socket listens once READY is sent
         status_line = next(x for x in ready.split("\n") if x.startswith("STATUS="))
-        assert status_line == "STATUS=0/0 cameras connected, next check in 0s" or \
-            status_line.startswith("STATUS=0/0 cameras connected")
+        assert (
+            status_line == "STATUS=0/0 cameras connected, next check in 0s"
+            or status_line.startswith("STATUS=0/0 cameras connected")
+        )
         until("WATCHDOG=1")
         until("WATCHDOG=1")
         d.signal(signal.SIGHUP)
@@ -211,20 +235,39 @@ def test_invalid_settings_at_start_exit_78_with_one_clear_line(tmp_path: Path) -
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for extra in ([], ["--check-config"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "pumaguard_hb", "--settings", str(path),
-             "--socket", str(tmp_path / "s.sock"), *extra],
-            capture_output=True, text=True, env=env, timeout=30)
+            [
+                sys.executable,
+                "-m",
+                "pumaguard_hb",
+                "--settings",
+                str(path),
+                "--socket",
+                str(tmp_path / "s.sock"),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
         assert proc.returncode == 78
         lines = proc.stderr.strip().splitlines()
-        assert lines == [f"pumaguard-heartbeat: {path}: camera-heartbeat-method: invalid value "
-                         "'ping': must be one of icmp, tcp, both, http, https, rtsp"]
+        assert lines == [
+            f"pumaguard-heartbeat: {path}: camera-heartbeat-method: invalid value "
+            "'ping': must be one of icmp, tcp, both, http, https, rtsp"
+        ]
 
 
 def test_check_config_ok_and_missing_file(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     path = tmp_path / "nothing-here.yaml"
-    proc = subprocess.run([sys.executable, "-m", "pumaguard_hb", "--settings", str(path),
-                           "--check-config"], capture_output=True, text=True, env=env, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pumaguard_hb", "--settings", str(path), "--check-config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "0 cameras" in proc.stdout
     assert not path.exists()
@@ -269,8 +312,9 @@ def test_outside_edits_are_picked_up_and_bad_ones_kept_out(daemon_factory, liste
 def test_broken_file_mid_run_is_never_overwritten(daemon_factory, listeners) -> None:
     ip, port = listeners.open("127.0.0.20")
     d = daemon_factory()
-    write_settings(d.settings, settings_doc([camera("cam", ip, MAC1)],
-                                            **{"camera-heartbeat-tcp-port": port}))
+    write_settings(
+        d.settings, settings_doc([camera("cam", ip, MAC1)], **{"camera-heartbeat-tcp-port": port})
+    )
     d.start()
     wait_for(lambda: first_sweep_done(d))
     broken = d.settings.read_text() + "\n  - this: [is not yaml\n"
@@ -285,16 +329,22 @@ def test_broken_file_mid_run_is_never_overwritten(daemon_factory, listeners) -> 
     fixed["fixed-by-hand"] = True
     write_settings(d.settings, fixed)
     wait_for(lambda: d.call("status")["daemon"]["settings_error"] is None, timeout=10)
-    wait_for(lambda: cams_by_mac(d.settings)[MAC1]["last_seen"] !=
-             fixed["cameras"][0]["last_seen"], timeout=10)
+    wait_for(
+        lambda: cams_by_mac(d.settings)[MAC1]["last_seen"] != fixed["cameras"][0]["last_seen"],
+        timeout=10,
+    )
     assert read(d.settings)["fixed-by-hand"] is True
 
 
 def test_journald_lines_carry_syslog_priority(daemon_factory, listeners) -> None:
     d = daemon_factory()
-    write_settings(d.settings, settings_doc([camera("down", "127.0.0.21", MAC1,
-                                                    status="connected")],
-                                            **{"camera-heartbeat-tcp-port": free_port()}))
+    write_settings(
+        d.settings,
+        settings_doc(
+            [camera("down", "127.0.0.21", MAC1, status="connected")],
+            **{"camera-heartbeat-tcp-port": free_port()},
+        ),
+    )
     d.log_path.touch()
     st = os.stat(d.log_path)
     d.start(env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
@@ -321,8 +371,10 @@ def test_disabled_monitoring_keeps_socket_and_dhcp(daemon_factory) -> None:
     with pytest.raises(ProtocolError) as err:
         d.call("check_now")
     assert err.value.code == "disabled"
-    d.call("dhcp_event", {"action": "add", "mac": MAC2, "ip": "127.0.0.22",
-                          "hostname": "Microseven-M7B77"})
+    d.call(
+        "dhcp_event",
+        {"action": "add", "mac": MAC2, "ip": "127.0.0.22", "hostname": "Microseven-M7B77"},
+    )
     assert cams_by_mac(d.settings)[MAC2]["status"] == "connected"
     assert d.call("status")["daemon"]["sweeps"] == 0
 
@@ -330,9 +382,13 @@ def test_disabled_monitoring_keeps_socket_and_dhcp(daemon_factory) -> None:
 def test_ipv6_and_icmp_on_loopback(daemon_factory, listeners) -> None:
     _ip6, port6 = listeners.open("::1")
     d = daemon_factory()
-    write_settings(d.settings, settings_doc(
-        [camera("v6", "::1", MAC1), camera("v4", "127.0.0.1", MAC2)],
-        **{"camera-heartbeat-tcp-port": port6, "camera-heartbeat-method": "tcp"}))
+    write_settings(
+        d.settings,
+        settings_doc(
+            [camera("v6", "::1", MAC1), camera("v4", "127.0.0.1", MAC2)],
+            **{"camera-heartbeat-tcp-port": port6, "camera-heartbeat-method": "tcp"},
+        ),
+    )
     d.start()
     wait_for(lambda: first_sweep_done(d))
     report = d.call("check_now")["cameras"]
@@ -393,8 +449,11 @@ def test_garbage_and_huge_requests_get_errors_and_others_are_served(daemon_facto
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(d.socket))
             f = s.makefile("rwb")
-            for line, code in ((b"garbage\n", "bad_request"), (b'{"cmd":"nope"}\n',
-                               "unknown_command"), (b'{"cmd":"status","args":5}\n', "bad_args")):
+            for line, code in (
+                (b"garbage\n", "bad_request"),
+                (b'{"cmd":"nope"}\n', "unknown_command"),
+                (b'{"cmd":"status","args":5}\n', "bad_args"),
+            ):
                 f.write(line)
                 f.flush()
                 reply = f.readline()
@@ -430,15 +489,21 @@ def test_sopeercred_keeps_changes_to_the_group(tmp_path: Path) -> None:
 def _peercred_check(d: Daemon) -> None:
     d.start()
     os.chmod(d.socket, 0o666)  # widen the socket so that only SO_PEERCRED stands in the way
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-            "from pumaguard_hb.client import call\n"
-            "from pumaguard_hb.protocol import ProtocolError\n"
-            f"print(call('status', socket_path={str(d.socket)!r})['daemon']['version'])\n"
-            f"try:\n    call('reload', socket_path={str(d.socket)!r})\nexcept ProtocolError as e:\n"
-            "    print(e.code, e.message)\n")
-    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=30, cwd="/")
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "from pumaguard_hb.client import call\n"
+        "from pumaguard_hb.protocol import ProtocolError\n"
+        f"print(call('status', socket_path={str(d.socket)!r})['daemon']['version'])\n"
+        f"try:\n    call('reload', socket_path={str(d.socket)!r})\nexcept ProtocolError as e:\n"
+        "    print(e.code, e.message)\n"
+    )
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
     assert out[0] == "0.1.0"

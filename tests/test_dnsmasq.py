@@ -40,46 +40,89 @@ def folder() -> Iterator[Path]:
 def start_dnsmasq(lab: Lab, folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     for tool in ("dnsmasq", "udhcpc"):
         if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not installed (apt-get install dnsmasq-base udhcpc; "
-                        "./dev setup does it)")
+            pytest.fail(
+                f"{tool} not installed (apt-get install dnsmasq-base udhcpc; ./dev setup does it)"
+            )
     lab.run(["ip", "addr", "add", "10.203.250.1/24", "dev", PROBER_VETH], check=True)
     log = open(folder / "dnsmasq.log", "wb")  # noqa: SIM115 - the lab kills the process
     proc = lab.popen(
-        ["dnsmasq", "--keep-in-foreground", "--log-facility=-", "--port=0", "--user=root",
-         f"--interface={PROBER_VETH}", "--bind-interfaces", "--log-dhcp",
-         "--dhcp-range=10.203.250.100,10.203.250.150,255.255.255.0,1h",
-         f"--dhcp-leasefile={folder / 'leases'}", f"--pid-file={folder / 'dnsmasq.pid'}",
-         f"--dhcp-script={HOOK}", "--conf-file=/dev/null"],
-        env=env, stdout=log, stderr=log)
-    wait_for(lambda: "started" in (folder / "dnsmasq.log").read_text(errors="replace")
-             or proc.poll() is not None)
+        [
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--log-facility=-",
+            "--port=0",
+            "--user=root",
+            f"--interface={PROBER_VETH}",
+            "--bind-interfaces",
+            "--log-dhcp",
+            "--dhcp-range=10.203.250.100,10.203.250.150,255.255.255.0,1h",
+            f"--dhcp-leasefile={folder / 'leases'}",
+            f"--pid-file={folder / 'dnsmasq.pid'}",
+            f"--dhcp-script={HOOK}",
+            "--conf-file=/dev/null",
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    wait_for(
+        lambda: (
+            "started" in (folder / "dnsmasq.log").read_text(errors="replace")
+            or proc.poll() is not None
+        )
+    )
     assert proc.poll() is None, (folder / "dnsmasq.log").read_text()
     return proc
 
 
 def udhcpc(lab: Lab, mac: str, hostname: str, *extra: str) -> list[str]:
-    subprocess.run(["ip", "-n", lab.cameras, "link", "set", CAMERAS_VETH, "address", mac],
-                   check=True, timeout=30)
-    return ["ip", "netns", "exec", lab.cameras, "udhcpc", "-i", CAMERAS_VETH, "-f", "-t", "5",
-            "-T", "1", "-x", f"hostname:{hostname}", "-s", "/bin/true", *extra]
+    subprocess.run(
+        ["ip", "-n", lab.cameras, "link", "set", CAMERAS_VETH, "address", mac],
+        check=True,
+        timeout=30,
+    )
+    return [
+        "ip",
+        "netns",
+        "exec",
+        lab.cameras,
+        "udhcpc",
+        "-i",
+        CAMERAS_VETH,
+        "-f",
+        "-t",
+        "5",
+        "-T",
+        "1",
+        "-x",
+        f"hostname:{hostname}",
+        "-s",
+        "/bin/true",
+        *extra,
+    ]
 
 
 def lease(lab: Lab, mac: str, hostname: str) -> None:
     """A device with ``mac`` asks for a lease, sending ``hostname``."""
-    subprocess.run(udhcpc(lab, mac, hostname, "-n", "-q"), check=True, timeout=60,
-                   capture_output=True)
+    subprocess.run(
+        udhcpc(lab, mac, hostname, "-n", "-q"), check=True, timeout=60, capture_output=True
+    )
 
 
 def lease_then_release(lab: Lab, folder: Path, mac: str, hostname: str) -> None:
     """A device takes a lease, configures the address, and gives it back when it stops."""
     acks = _acks(folder, mac)
-    proc = subprocess.Popen(udhcpc(lab, mac, hostname, "-R"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        udhcpc(lab, mac, hostname, "-R"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for(lambda: _acks(folder, mac) > acks, timeout=20)
         ip = _leased_ip(folder, mac)
-        subprocess.run(["ip", "-n", lab.cameras, "addr", "add", f"{ip}/24", "dev",
-                        CAMERAS_VETH], check=True, timeout=30)
+        subprocess.run(
+            ["ip", "-n", lab.cameras, "addr", "add", f"{ip}/24", "dev", CAMERAS_VETH],
+            check=True,
+            timeout=30,
+        )
     finally:
         proc.terminate()  # -R: udhcpc sends DHCPRELEASE as it exits
         proc.wait(10)
@@ -108,10 +151,15 @@ def cameras(path: Path) -> dict[str, dict[str, Any]]:
 def test_leases_reach_the_daemon_and_the_file(lab: Lab, folder: Path) -> None:
     folder.chmod(0o755)
     d = Daemon(folder)
-    write_settings(d.settings, {"camera-heartbeat-enabled": False, "plugs": [{"x": 1}],
-                                "cameras": []})
-    env = {**os.environ, "PUMAGUARD_HB_SOCKET": str(d.socket),
-           "PUMAGUARD_SETTINGS": str(d.settings), "PUMAGUARD_HB_PYTHON": sys.executable}
+    write_settings(
+        d.settings, {"camera-heartbeat-enabled": False, "plugs": [{"x": 1}], "cameras": []}
+    )
+    env = {
+        **os.environ,
+        "PUMAGUARD_HB_SOCKET": str(d.socket),
+        "PUMAGUARD_SETTINGS": str(d.settings),
+        "PUMAGUARD_HB_PYTHON": sys.executable,
+    }
     d.start(prefix=lab.command([]))
     start_dnsmasq(lab, folder, env)
 
@@ -121,9 +169,13 @@ def test_leases_reach_the_daemon_and_the_file(lab: Lab, folder: Path) -> None:
     cam = {c["mac_address"]: c for c in d.call("status")["cameras"]}[CAMERA_MAC]
     assert (cam["hostname"], cam["status"]) == ("Microseven-M7B77-Gate", "connected")
     assert cam["ip_address"].startswith("10.203.250.1")
-    cli = subprocess.run([sys.executable, "-m", "pumaguard_hb_cli", "--socket", str(d.socket),
-                          "status"], capture_output=True, text=True, timeout=30,
-                         env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'cli'}"})
+    cli = subprocess.run(
+        [sys.executable, "-m", "pumaguard_hb_cli", "--socket", str(d.socket), "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'cli'}"},
+    )
     assert "Microseven-M7B77-Gate" in cli.stdout, cli.stdout + cli.stderr
 
     # a laptop gets a lease too: it is not a camera

@@ -34,8 +34,9 @@ def folder() -> Iterator[Path]:
 
 def serve(lab: Lab, argv: list[str]) -> subprocess.Popen[str]:
     """Start a server in the cameras namespace and wait for its "ready" line."""
-    proc = lab.popen(argv, ns=lab.cameras, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                     text=True)
+    proc = lab.popen(
+        argv, ns=lab.cameras, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     assert line == "ready", f"{argv} said {line!r}"
@@ -43,19 +44,46 @@ def serve(lab: Lab, argv: list[str]) -> subprocess.Popen[str]:
 
 
 def rtsp_server(lab: Lab, ip: str, port: int = 554) -> subprocess.Popen[str]:
-    if subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version("
-                       "'GstRtspServer', '1.0'); from gi.repository import GstRtspServer"],
-                      capture_output=True, timeout=60).returncode:
-        pytest.fail("gst-rtsp-server missing: apt-get install python3-gi "
-                    "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base (./dev setup does)")
+    if subprocess.run(
+        [
+            "/usr/bin/python3",
+            "-c",
+            "import gi; gi.require_version("
+            "'GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
+        ],
+        capture_output=True,
+        timeout=60,
+    ).returncode:
+        pytest.fail(
+            "gst-rtsp-server missing: apt-get install python3-gi "
+            "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base (./dev setup does)"
+        )
     return serve(lab, ["/usr/bin/python3", str(SERVERS / "rtsp_server.py"), ip, str(port)])
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=camera", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=camera",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
@@ -70,11 +98,18 @@ def test_rtsp_catches_a_dead_stream_that_ping_and_http_miss(lab: Lab, folder: Pa
         serve(lab, [sys.executable, str(SERVERS / "http_server.py"), ip, "80"])
     rtsp_server(lab, healthy)
     d = Daemon(folder)
-    write_settings(d.settings, {
-        "camera-heartbeat-interval": 3600, "camera-heartbeat-tcp-timeout": 2,
-        "camera-heartbeat-method": "icmp",
-        "cameras": [camera("healthy", healthy, "02:00:00:00:02:01"),
-                    camera("stream-dead", stream_dead, "02:00:00:00:02:02")]})
+    write_settings(
+        d.settings,
+        {
+            "camera-heartbeat-interval": 3600,
+            "camera-heartbeat-tcp-timeout": 2,
+            "camera-heartbeat-method": "icmp",
+            "cameras": [
+                camera("healthy", healthy, "02:00:00:00:02:01"),
+                camera("stream-dead", stream_dead, "02:00:00:00:02:02"),
+            ],
+        },
+    )
     d.start(prefix=lab.command([]))
     try:
         for method in ("icmp", "http"):
@@ -116,9 +151,15 @@ def test_http_statuses_https_and_per_camera_overrides(lab: Lab, folder: Path) ->
     ]
     # the same IP appears several times on purpose: each entry is its own camera (own MAC)
     d = Daemon(folder)
-    write_settings(d.settings, {"camera-heartbeat-interval": 3600,
-                                "camera-heartbeat-method": "http",
-                                "camera-heartbeat-tcp-timeout": 2, "cameras": cameras})
+    write_settings(
+        d.settings,
+        {
+            "camera-heartbeat-interval": 3600,
+            "camera-heartbeat-method": "http",
+            "camera-heartbeat-tcp-timeout": 2,
+            "cameras": cameras,
+        },
+    )
     d.start(prefix=lab.command([]))
     try:
         got = check(d)

@@ -50,8 +50,9 @@ def by_ip(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["ip_address"]: c for c in status["cameras"]}
 
 
-def test_each_method_against_answering_refusing_and_silent_cameras(lab: Lab, shared_tmp: Path
-                                                                   ) -> None:
+def test_each_method_against_answering_refusing_and_silent_cameras(
+    lab: Lab, shared_tmp: Path
+) -> None:
     web = lab.add_camera_ip("answering")  # answers ICMP and TCP
     ping_only = lab.add_camera_ip("answering")  # answers ICMP, refuses TCP
     silent = lab.add_camera_ip("silent")
@@ -60,19 +61,38 @@ def test_each_method_against_answering_refusing_and_silent_cameras(lab: Lab, sha
     lab.tcp_listener(web, 80)
     lab.tcp_listener(web6, 80)
     ips = [web, ping_only, silent, web6, silent6]
-    doc = {"camera-heartbeat-interval": 3600, "camera-heartbeat-tcp-timeout": 1,
-           "camera-heartbeat-icmp-timeout": 1, "camera-heartbeat-method": "tcp",
-           "cameras": [camera(f"cam{i}", ip, mac(i)) for i, ip in enumerate(ips)]}
+    doc = {
+        "camera-heartbeat-interval": 3600,
+        "camera-heartbeat-tcp-timeout": 1,
+        "camera-heartbeat-icmp-timeout": 1,
+        "camera-heartbeat-method": "tcp",
+        "cameras": [camera(f"cam{i}", ip, mac(i)) for i, ip in enumerate(ips)],
+    }
     d = start(lab, shared_tmp, doc)
     try:
         expected = {
-            "tcp": {web: "tcp", ping_only: "refused", silent: "timed out after 1.0s",
-                    web6: "tcp", silent6: "timed out after 1.0s"},
-            "icmp": {web: "icmp", ping_only: "icmp", silent: "no reply within 1.0s",
-                     web6: "icmp", silent6: "no reply within 1.0s"},
+            "tcp": {
+                web: "tcp",
+                ping_only: "refused",
+                silent: "timed out after 1.0s",
+                web6: "tcp",
+                silent6: "timed out after 1.0s",
+            },
+            "icmp": {
+                web: "icmp",
+                ping_only: "icmp",
+                silent: "no reply within 1.0s",
+                web6: "icmp",
+                silent6: "no reply within 1.0s",
+            },
             # both: ICMP first; TCP only for those ICMP did not reach
-            "both": {web: "icmp", ping_only: "icmp", silent: "timed out after 1.0s",
-                     web6: "icmp", silent6: "timed out after 1.0s"},
+            "both": {
+                web: "icmp",
+                ping_only: "icmp",
+                silent: "timed out after 1.0s",
+                web6: "icmp",
+                silent6: "timed out after 1.0s",
+            },
         }
         for method, want in expected.items():
             d.call("config_set", {"key": "camera_heartbeat_method", "value": method})
@@ -97,15 +117,19 @@ def test_each_method_against_answering_refusing_and_silent_cameras(lab: Lab, sha
 
 
 def test_many_silent_and_answering_hosts_in_one_icmp_sweep_no_false_alive(
-        lab: Lab, shared_tmp: Path) -> None:
+    lab: Lab, shared_tmp: Path
+) -> None:
     """The trap of icmplib 2.1.1 with raw sockets: replies matched on id/seq only."""
     answering = lab.add_camera_ips(300, "answering")
     silent = lab.add_camera_ips(300, "silent")
     cams = [camera(f"a{i}", ip, mac(i)) for i, ip in enumerate(answering)]
-    cams += [camera(f"s{i}", ip, mac(1000 + i), status="connected")
-             for i, ip in enumerate(silent)]
-    doc = {"camera-heartbeat-interval": 3600, "camera-heartbeat-method": "icmp",
-           "camera-heartbeat-icmp-timeout": 1, "cameras": cams}
+    cams += [camera(f"s{i}", ip, mac(1000 + i), status="connected") for i, ip in enumerate(silent)]
+    doc = {
+        "camera-heartbeat-interval": 3600,
+        "camera-heartbeat-method": "icmp",
+        "camera-heartbeat-icmp-timeout": 1,
+        "cameras": cams,
+    }
     d = start(lab, shared_tmp, doc)
     try:
         wait_for(lambda: d.call("status")["daemon"]["sweeps"] >= 1, timeout=30)
@@ -125,10 +149,12 @@ def test_unprivileged_icmp_when_ping_group_range_allows(lab: Lab, shared_tmp: Pa
     up = lab.add_camera_ip("answering")
     silent = lab.add_camera_ip("silent")
     lab.set_ping_group_range(0, 2147483647)
-    doc = {"camera-heartbeat-interval": 3600, "camera-heartbeat-method": "icmp",
-           "camera-heartbeat-icmp-timeout": 1,
-           "cameras": [camera("up", up, mac(1)), camera("silent", silent, mac(2),
-                                                        status="connected")]}
+    doc = {
+        "camera-heartbeat-interval": 3600,
+        "camera-heartbeat-method": "icmp",
+        "camera-heartbeat-icmp-timeout": 1,
+        "cameras": [camera("up", up, mac(1)), camera("silent", silent, mac(2), status="connected")],
+    }
     d = start(lab, shared_tmp, doc, user=NOBODY)
     try:
         assert d.call("status")["daemon"]["icmp_mode"] == "unprivileged"
@@ -144,8 +170,11 @@ def test_no_icmp_permission_is_loud_and_marks_nobody_down(lab: Lab, shared_tmp: 
     up = lab.add_camera_ip("answering")
     lab.tcp_listener(up, 80)
     lab.set_ping_group_range(1, 0)  # nobody may open ICMP datagram sockets
-    doc = {"camera-heartbeat-interval": 3600, "camera-heartbeat-method": "icmp",
-           "cameras": [camera("up", up, mac(1), status="connected")]}
+    doc = {
+        "camera-heartbeat-interval": 3600,
+        "camera-heartbeat-method": "icmp",
+        "cameras": [camera("up", up, mac(1), status="connected")],
+    }
     d = start(lab, shared_tmp, doc, user=NOBODY)
     try:
         status = d.call("status")
@@ -170,11 +199,16 @@ def test_sigterm_with_silent_cameras_pending(lab: Lab, shared_tmp: Path, method:
     up = lab.add_camera_ip("answering")
     lab.tcp_listener(up, 80)
     silent = lab.add_camera_ips(50, "silent")
-    cams = [camera("up", up, mac(0))] + [camera(f"s{i}", ip, mac(i + 1), status="connected")
-                                         for i, ip in enumerate(silent)]
-    doc = {"camera-heartbeat-interval": 3600, "camera-heartbeat-method": method,
-           "camera-heartbeat-icmp-timeout": 60, "camera-heartbeat-tcp-timeout": 60,
-           "cameras": cams}
+    cams = [camera("up", up, mac(0))] + [
+        camera(f"s{i}", ip, mac(i + 1), status="connected") for i, ip in enumerate(silent)
+    ]
+    doc = {
+        "camera-heartbeat-interval": 3600,
+        "camera-heartbeat-method": method,
+        "camera-heartbeat-icmp-timeout": 60,
+        "camera-heartbeat-tcp-timeout": 60,
+        "cameras": cams,
+    }
     d = start(lab, shared_tmp, doc)
     wait_for(lambda: d.call("status")["daemon"]["sweeping"])
     wait_for(lambda: by_ip(d.call("status"))[up]["status"] == "connected")

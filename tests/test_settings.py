@@ -13,7 +13,13 @@ def test_defaults_when_keys_are_missing() -> None:
     s = parse_settings({})
     assert s == Settings()
     assert (s.enabled, s.interval, s.method, s.tcp_port, s.tcp_timeout, s.icmp_timeout) == (
-        True, 60, "tcp", 80, 3, 2)
+        True,
+        60,
+        "tcp",
+        80,
+        3,
+        2,
+    )
 
 
 def test_both_spellings_are_read() -> None:
@@ -65,7 +71,8 @@ def test_written_spelling_follows_the_file() -> None:
 
 def test_hostname_patterns_accept_a_string_or_list() -> None:
     assert parse_settings({"camera_heartbeat_hostname_patterns": "M7*"}).hostname_patterns == (
-        "M7*",)
+        "M7*",
+    )
     with pytest.raises(SettingsError):
         parse_settings({"camera_heartbeat_hostname_patterns": [1, 2]})
 
@@ -78,8 +85,20 @@ def test_camera_ids() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "cam.local", "300.1.1.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "fe80::1",
-            "::", "ff02::1", None, 5]
+    "bad",
+    [
+        "",
+        "cam.local",
+        "300.1.1.1",
+        "0.0.0.0",
+        "255.255.255.255",
+        "224.0.0.1",
+        "fe80::1",
+        "::",
+        "ff02::1",
+        None,
+        5,
+    ],
 )
 def test_bad_ips_are_rejected(bad: object) -> None:
     with pytest.raises(InvalidValue):
@@ -100,8 +119,9 @@ def test_bad_macs(bad: object) -> None:
 
 
 def test_camera_with_invalid_ip_is_kept_but_never_probed() -> None:
-    cam = camera_from_entry({"hostname": "c", "ip_address": "not-an-ip", "mac_address":
-                             "aa:bb:cc:dd:ee:01"})
+    cam = camera_from_entry(
+        {"hostname": "c", "ip_address": "not-an-ip", "mac_address": "aa:bb:cc:dd:ee:01"}
+    )
     assert cam is not None and cam.problem and cam.probe_ip is None
 
 
@@ -111,6 +131,7 @@ def test_camera_without_ip_is_skipped() -> None:
 
 
 def test_control_characters_in_hostname_are_a_problem() -> None:
-    cam = camera_from_entry({"hostname": "evil\x1b[31m", "ip_address": "127.0.0.1",
-                             "mac_address": "aa:bb:cc:dd:ee:01"})
+    cam = camera_from_entry(
+        {"hostname": "evil\x1b[31m", "ip_address": "127.0.0.1", "mac_address": "aa:bb:cc:dd:ee:01"}
+    )
     assert cam is not None and cam.problem and "control" in cam.problem

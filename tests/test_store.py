@@ -85,14 +85,26 @@ def test_missing_file_is_an_empty_document_and_can_be_created(tmp_path: Path) ->
     store = SettingsFile(path)
     assert store.read().doc == {}
     patch = Patch()
-    patch.add_camera("aa:bb:cc:dd:ee:09", {"hostname": "Microseven-1", "ip_address": "127.0.0.9",
-                                           "mac_address": "aa:bb:cc:dd:ee:09",
-                                           "status": "connected", "last_seen": "x"})
+    patch.add_camera(
+        "aa:bb:cc:dd:ee:09",
+        {
+            "hostname": "Microseven-1",
+            "ip_address": "127.0.0.9",
+            "mac_address": "aa:bb:cc:dd:ee:09",
+            "status": "connected",
+            "last_seen": "x",
+        },
+    )
     store.update(patch)
     doc = yaml.safe_load(path.read_text())
     assert doc["cameras"][0]["hostname"] == "Microseven-1"
-    assert list(doc["cameras"][0]) == ["hostname", "ip_address", "last_seen", "mac_address",
-                                       "status"]
+    assert list(doc["cameras"][0]) == [
+        "hostname",
+        "ip_address",
+        "last_seen",
+        "mac_address",
+        "status",
+    ]
 
 
 def test_vanished_file_is_not_recreated_when_it_must_exist(tmp_path: Path) -> None:
@@ -149,13 +161,17 @@ def _daemon_writer(path: str, rounds: int) -> None:
     store = SettingsFile(Path(path))
     for i in range(rounds):
         patch = Patch()
-        patch.set_fields("aa:bb:cc:dd:ee:ff", last_seen=f"2026-01-01T00:00:{i % 60:02d}Z",
-                         status="connected" if i % 2 else "disconnected")
+        patch.set_fields(
+            "aa:bb:cc:dd:ee:ff",
+            last_seen=f"2026-01-01T00:00:{i % 60:02d}Z",
+            status="connected" if i % 2 else "disconnected",
+        )
         store.update(patch)
         patch = Patch()
-        patch.add_camera(f"02:00:00:00:{i // 256:02x}:{i % 256:02x}",
-                         {"hostname": f"cam{i}", "mac_address":
-                          f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"})
+        patch.add_camera(
+            f"02:00:00:00:{i // 256:02x}:{i % 256:02x}",
+            {"hostname": f"cam{i}", "mac_address": f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"},
+        )
         store.update(patch)
 
 
@@ -164,8 +180,10 @@ def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
     path.write_text(FIXTURE.read_text())
     rounds = 80
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_foreign_writer, args=(str(path), rounds)),
-             ctx.Process(target=_daemon_writer, args=(str(path), rounds))]
+    procs = [
+        ctx.Process(target=_foreign_writer, args=(str(path), rounds)),
+        ctx.Process(target=_daemon_writer, args=(str(path), rounds)),
+    ]
     for p in procs:
         p.start()
     for p in procs:

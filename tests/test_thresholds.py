@@ -39,16 +39,27 @@ def lossy(lab: Lab, percent: int) -> None:
         "table inet lossy {\n chain out {\n  type filter hook output priority 0;\n"
         f"  numgen random mod 100 < {percent} drop\n }}\n}}\n"
     )
-    subprocess.run(["ip", "netns", "exec", lab.cameras, "nft", "-f", "-"], input=rules,
-                   text=True, check=True, timeout=30)
+    subprocess.run(
+        ["ip", "netns", "exec", lab.cameras, "nft", "-f", "-"],
+        input=rules,
+        text=True,
+        check=True,
+        timeout=30,
+    )
 
 
 def run(lab: Lab, folder: Path, ips: list[str], **keys: object) -> tuple[Daemon, list[int]]:
     """Start a daemon on the cameras; return it and the number of "down" lines per sweep."""
-    doc = {"camera-heartbeat-interval": 3600, "camera-heartbeat-method": "icmp",
-           "camera-heartbeat-icmp-timeout": 0.5,
-           "cameras": [camera(f"cam{i}", ip, f"02:00:00:00:01:{i:02x}", status="connected")
-                       for i, ip in enumerate(ips)], **keys}
+    doc = {
+        "camera-heartbeat-interval": 3600,
+        "camera-heartbeat-method": "icmp",
+        "camera-heartbeat-icmp-timeout": 0.5,
+        "cameras": [
+            camera(f"cam{i}", ip, f"02:00:00:00:01:{i:02x}", status="connected")
+            for i, ip in enumerate(ips)
+        ],
+        **keys,
+    }
     d = Daemon(folder)
     write_settings(d.settings, doc)
     d.start(prefix=lab.command([]))
@@ -59,29 +70,40 @@ def run(lab: Lab, folder: Path, ips: list[str], **keys: object) -> tuple[Daemon,
     return d, downs
 
 
-def test_single_lost_packets_raise_false_alarms_without_thresholds(lab: Lab, folder: Path
-                                                                    ) -> None:
+def test_single_lost_packets_raise_false_alarms_without_thresholds(lab: Lab, folder: Path) -> None:
     ips = lab.add_camera_ips(CAMERAS)
     lossy(lab, 30)
     d, downs = run(lab, folder, ips)
     try:
-        print(f"\nthreshold 1, 1 packet, 30% loss: {downs[-1]} false 'down' in "
-              f"{SWEEPS} sweeps of {CAMERAS} cameras")
+        print(
+            f"\nthreshold 1, 1 packet, 30% loss: {downs[-1]} false 'down' in "
+            f"{SWEEPS} sweeps of {CAMERAS} cameras"
+        )
         assert downs[-1] > 0  # the complaint: one lost reply and the camera is "down"
     finally:
         d.stop()
 
 
-def test_thresholds_and_packets_suppress_them_but_report_a_real_outage(lab: Lab, folder: Path
-                                                                       ) -> None:
+def test_thresholds_and_packets_suppress_them_but_report_a_real_outage(
+    lab: Lab, folder: Path
+) -> None:
     ips = lab.add_camera_ips(CAMERAS)
     lossy(lab, 30)
-    d, downs = run(lab, folder, ips, **{"camera-heartbeat-icmp-count": 3,
-                                        "camera_heartbeat_failure_threshold": 3,
-                                        "camera_heartbeat_recovery_threshold": 2})
+    d, downs = run(
+        lab,
+        folder,
+        ips,
+        **{
+            "camera-heartbeat-icmp-count": 3,
+            "camera_heartbeat_failure_threshold": 3,
+            "camera_heartbeat_recovery_threshold": 2,
+        },
+    )
     try:
-        print(f"\nthreshold 3, 3 packets, 30% loss: {downs[-1]} false 'down' in "
-              f"{SWEEPS} sweeps of {CAMERAS} cameras")
+        print(
+            f"\nthreshold 3, 3 packets, 30% loss: {downs[-1]} false 'down' in "
+            f"{SWEEPS} sweeps of {CAMERAS} cameras"
+        )
         assert downs[-1] == 0
         # a real outage is still reported, within failure_threshold sweeps
         lab.make_silent(ips[0])
