@@ -85,6 +85,8 @@ def decode_request(line: bytes) -> Request:
         raise ProtocolError(BAD_REQUEST, "request is not UTF-8 text") from None
     except ValueError as err:
         raise ProtocolError(BAD_REQUEST, f"request is not JSON: {err}") from None
+    except RecursionError:  # "[[[[..." within the size cap: the stdlib decoder recurses
+        raise ProtocolError(BAD_REQUEST, "request is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_REQUEST, "request must be a JSON object")
     cmd = obj.get("cmd")
@@ -105,7 +107,7 @@ def request_id(line: bytes) -> Any:
     """The id of a request that failed to decode, when it can still be found (else None)."""
     try:
         obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     rid = obj.get("id") if isinstance(obj, dict) else None
     return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None

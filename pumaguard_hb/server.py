@@ -15,6 +15,7 @@ import os
 import pwd
 import socket
 import struct
+import time
 from pathlib import Path
 
 from .commands import COMMANDS, to_protocol_error
@@ -80,6 +81,8 @@ class ControlServer:
         self.path = Path(path)
         self.clients = 0
         self._server: asyncio.Server | None = None
+        # connections waiting for their next request line, the longest-waiting first
+        self._idle: dict[asyncio.StreamWriter, float] = {}
 
     async def start(self) -> None:
         """Bind the socket (mode 0660) and start accepting; SocketInUse if a daemon answers."""
@@ -109,7 +112,7 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.clients += 1
         try:
-            if self.clients > MAX_CLIENTS:
+            if self.clients > MAX_CLIENTS and not self._evict_idle():
                 writer.write(encode_error(None, BUSY, f"more than {MAX_CLIENTS} clients connected"))
                 await asyncio.wait_for(writer.drain(), 1.0)
                 return
@@ -120,14 +123,20 @@ class ControlServer:
             pass
         finally:
             self.clients -= 1
+            self._idle.pop(writer, None)
             writer.close()
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except Exception:
+                # close() waits for unsent replies to drain, which never happens for a client
+                # that does not read: drop them, or the socket stays open for ever
+                writer.transport.abort()
 
     async def _conversation(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trusted: bool
     ) -> None:
         while True:
+            self._idle[writer] = time.monotonic()
             try:
                 async with asyncio.timeout(IDLE_TIMEOUT):
                     line = await reader.readuntil(b"\n")
@@ -137,9 +146,30 @@ class ControlServer:
                 writer.write(encode_error(None, TOO_LARGE, f"request longer than {MAX_LINE} bytes"))
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
                 return  # cannot find the next request boundary cheaply: hang up
+            finally:
+                self._idle.pop(writer, None)
             reply = await self._answer(line, trusted)
             writer.write(reply)
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+    def _evict_idle(self) -> bool:
+        """Make room for a new client by closing the connection idle the longest.
+
+        Hundreds of idle (or slowloris) connections would otherwise lock everybody out
+        until IDLE_TIMEOUT; a connection in the middle of a request is never closed.
+        """
+        victim = next(iter(self._idle), None)
+        if victim is None:
+            return False
+        del self._idle[victim]
+        with contextlib.suppress(Exception):
+            victim.write(
+                encode_error(
+                    None, BUSY, f"more than {MAX_CLIENTS} clients: closing the longest idle one"
+                )
+            )
+            victim.close()
+        return True
 
     async def _answer(self, line: bytes, trusted: bool) -> bytes:
         rid = None
