@@ -212,12 +212,13 @@ def watch_status(interval: float, count: int | None) -> int:
             from rich.live import Live
 
             result = fetch()
-            with Live(status_view(result, watch=True), console=con, auto_refresh=False) as live:
+            view = status_view(result, watch=True, width=con.width)
+            with Live(view, console=con, auto_refresh=False) as live:
                 shown = 1
                 while count is None or shown < count:
                     time.sleep(interval)
                     result = fetch()
-                    live.update(status_view(result, watch=True), refresh=True)
+                    live.update(status_view(result, watch=True, width=con.width), refresh=True)
                     shown += 1
         else:
             while count is None or shown < count:
@@ -230,7 +231,7 @@ def watch_status(interval: float, count: int | None) -> int:
                     from .render import local_time
 
                     con.print(f"--- {local_time(time.time())} ---")
-                    con.print(status_view(result, watch=True))
+                    con.print(status_view(result, watch=True, width=con.width))
                     con.print()
                 sys.stdout.flush()
                 shown += 1

@@ -138,21 +138,18 @@ def strip_cells(
     return out
 
 
-def strip(cam: dict[str, Any], now: float, cell: float) -> Text:
+def strip(cam: dict[str, Any], now: float, cell: float, cells: int = STRIP_CELLS) -> Text:
     """The camera's recent up/down history as a strip of blocks, coloured on a terminal."""
     text = Text()
-    for state in strip_cells(cam.get("recent") or [], cam.get("status"), now, cell):
+    for state in strip_cells(cam.get("recent") or [], cam.get("status"), now, cell, cells):
         char, style = STRIP.get(state or "", ("·", "dim"))
         text.append(char, style=style)
     return text
 
 
-def camera_table(
-    cameras: list[dict[str, Any]], now: float, check: bool = False, cell: float | None = None
-) -> Table:
+def camera_table(cameras: list[dict[str, Any]], now: float, check: bool = False) -> Table:
     """One row per camera: name, IP, MAC, status, last seen, RTT, time in state or reason,
-    uptime 24 h / 7 d when the daemon keeps a history, and with ``cell`` a strip of the
-    recent up/down history (one block per ``cell`` seconds)."""
+    and uptime 24 h / 7 d when the daemon keeps a history."""
     table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
     history = not check and any("uptime_24h" in c for c in cameras)
     table.add_column("NAME")
@@ -165,8 +162,6 @@ def camera_table(
     if history:
         table.add_column("UP 24H", justify="right")
         table.add_column("UP 7D", justify="right")
-    if cell is not None:
-        table.add_column("RECENT", no_wrap=True)
     if not check:
         table.add_column("DETAIL")
     for cam in cameras:
@@ -183,11 +178,52 @@ def camera_table(
             row.append("-" if since is None else duration(now - since))
         if history:
             row += [uptime(cam.get("uptime_24h")), uptime(cam.get("uptime_7d"))]
-        if cell is not None:
-            row.append(strip(cam, now, cell))
         detail = cam.get("problem") or cam.get("reason") or ""
         row.append(Text(str(detail), style="dim") if detail else "")
         table.add_row(*row)
+    return table
+
+
+def watch_table(
+    cameras: list[dict[str, Any]], now: float, cell: float, width: int | None = None
+) -> Table:
+    """The live view's table: fits a narrow terminal (no MAC, relative times, one line per
+    camera; only the detail is cut short, and the strip is halved below 110 columns)."""
+    cells = STRIP_CELLS if width is None or width >= 110 else STRIP_CELLS // 2
+    rows: list[list[Text | str]] = []
+    for cam in cameras:
+        seen = parse_time(cam.get("last_seen"))
+        since = parse_time(cam.get("since"))
+        detail = cam.get("problem") or cam.get("reason") or ""
+        rows.append(
+            [
+                cam.get("hostname") or cam.get("id") or "-",
+                cam.get("ip_address") or "-",
+                status_text(cam.get("status")),
+                "never" if seen is None else f"{duration(now - seen)} ago",
+                rtt(cam.get("rtt_ms")),
+                "-" if since is None else duration(now - since),
+                uptime(cam.get("uptime_24h")),
+                uptime(cam.get("uptime_7d")),
+                strip(cam, now, cell, cells),
+                Text(str(detail), style="dim"),
+            ]
+        )
+    names = ("NAME", "IP", "STATUS", "LAST SEEN", "RTT", "IN STATE", "UP 24H", "UP 7D", "RECENT")
+    widths = [max([len(n), *(len(str(r[i])) for r in rows)]) for i, n in enumerate(names)]
+    shown = list(range(len(names)))
+    # on a narrow terminal, leave out the least useful columns first; the detail gets the rest
+    for drop in (5, 7, 4, 1, 3, 6):
+        if width is None or sum(widths[i] + 2 for i in shown) + 12 <= width:
+            break
+        shown.remove(drop)
+    table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
+    for i in shown:
+        justify = "right" if 3 <= i <= 7 else "left"
+        table.add_column(names[i], justify=justify, no_wrap=True, min_width=widths[i])  # type: ignore[arg-type]
+    table.add_column("DETAIL", no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*(row[i] for i in shown), row[-1])
     return table
 
 
@@ -214,7 +250,9 @@ def print_status(result: dict[str, Any], console: Console | None = None) -> None
         console.print(part)
 
 
-def status_view(result: dict[str, Any], watch: bool = False, now: float | None = None) -> Group:
+def status_view(
+    result: dict[str, Any], watch: bool = False, now: float | None = None, width: int | None = None
+) -> Group:
     """What ``status`` shows, as one renderable; ``watch`` adds the recent-history strip."""
     console = _Lines()
     now = time.time() if now is None else now
@@ -259,8 +297,11 @@ def status_view(result: dict[str, Any], watch: bool = False, now: float | None =
     cameras = result.get("cameras") or []
     if cameras:
         console.print()
-        cell = max(1.0, float(d.get("interval_s") or 60)) if watch else None
-        console.print(camera_table(cameras, now, cell=cell))
+        if watch:
+            cell = max(1.0, float(d.get("interval_s") or 60))
+            console.print(watch_table(cameras, now, cell, width))
+        else:
+            console.print(camera_table(cameras, now))
     if watch:
         legend = Text("RECENT: one block per check interval, newest right: ", style="dim")
         for state in ("connected", "disconnected", "mixed"):
