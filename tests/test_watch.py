@@ -146,7 +146,7 @@ def test_live_view_refreshes_in_place_under_tmux(
         f"TERM=xterm-256color {sys.executable} -m pumaguard_hb_cli.main status --watch "
         f"--interval 0.5; echo rc=$? > {rc_file}; sleep 30"
     )
-    base = [tmux, "-L", server, "-f", "/dev/null"]
+    base = [tmux, "-S", str(tmp_path / server), "-f", "/dev/null"]  # its socket goes with tmp
     subprocess.run(
         [*base, "new-session", "-d", "-x", "100", "-y", "40", command], check=True, timeout=10
     )
