@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 from harness import Daemon, Listeners, camera, wait_for, write_settings
-from helpers_cli import PYTHONPATH, clean_env, run_cli
+from helpers_cli import PYTHONPATH, REPO, clean_env, run_cli
+
+sys.path.insert(0, str(REPO / "cli"))  # the CLI package, also where it is not installed
 from pumaguard_hb_cli.render import strip_cells
 
 
