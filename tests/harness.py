@@ -61,6 +61,9 @@ class Daemon:
         }
         full_env["PYTHONPATH"] = str(REPO)
         full_env.update(env or {})
+        args = list(args or [])
+        if "--state-dir" not in args:  # never the host's /var/lib/pumaguard-heartbeat
+            args += ["--state-dir", str(self.tmp / "state")]
         cmd = [
             *(prefix or []),
             sys.executable,
@@ -70,7 +73,7 @@ class Daemon:
             str(self.settings),
             "--socket",
             str(self.socket),
-            *(args or []),
+            *args,
         ]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

@@ -178,6 +178,8 @@ class HbDaemon:
                     str(self.settings),
                     "--socket",
                     str(self.socket),
+                    "--state-dir",
+                    str(self.socket.parent / "state"),
                 ],
                 env=clean_env(),
                 stdout=log,
