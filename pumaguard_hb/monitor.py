@@ -104,7 +104,7 @@ class Monitor:
         if snap.identity is None and self.identity is not None:
             self._problem(
                 "settings",
-                f"{self.store.path} was deleted; keeping the last good settings in memory",
+                f"{self.store.path}: was deleted; keeping the last good settings",  # as flush()
             )
             return "settings file missing"
         old = self.settings

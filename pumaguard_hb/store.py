@@ -130,7 +130,7 @@ class Snapshot:
     """The file's contents and identity when it was read."""
 
     doc: dict[str, Any]
-    identity: tuple[int, int, int, int] | None  # (dev, ino, size, mtime_ns); None = missing
+    identity: tuple[int, int, int, int] | None  # (dev, ino, size, ctime_ns); None = missing
     ascii_only: bool = True
 
 
@@ -156,7 +156,9 @@ class SettingsFile:
             raise SettingsError(str(self.path), f"cannot read: {err.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             raise SettingsError(str(self.path), "is a directory, not a settings file")
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        # ctime, not mtime: it also moves on chmod/chown (a file made readable again is
+        # noticed) and cannot be set back by tools that copy times (rsync -t, cp -p)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
 
     def read(self) -> Snapshot:
         """Parse the file; a missing file is an empty document; SettingsError otherwise."""
@@ -227,7 +229,7 @@ class SettingsFile:
         with self.locked():
             snap = self.read()
             if must_exist and snap.identity is None:
-                raise SettingsError(str(self.path), "has been deleted; not writing a partial file")
+                raise SettingsError(str(self.path), "was deleted")  # never re-created partially
             if not patch.apply(snap.doc):
                 return snap
             self._replace(snap)
@@ -249,6 +251,14 @@ class SettingsFile:
             old = None
         except OSError as err:
             raise StoreError(f"cannot write {self.path}: {err.strerror}") from None
+        if old is not None and not os.access(target, os.W_OK):
+            # the rename would succeed in a writable folder, but a file made read-only
+            # (chmod a-w) is somebody's decision: respect it as an editor would
+            raise StoreError(
+                f"cannot write {self.path}: the file is read-only "
+                f"(mode {stat.S_IMODE(old.st_mode):04o}); make it writable to save changes"
+            )
+        _remove_stale_temps(folder, target.name)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -279,6 +289,24 @@ class SettingsFile:
                 os.close(dfd)
         except OSError as err:  # the rename happened; a failed folder fsync is worth a note only
             log.debug("fsync of %s failed: %s", folder, err)
+
+
+def _remove_stale_temps(folder: Path, name: str) -> None:
+    """Delete temp files that writers killed mid-write left behind (``.<name>.tmp-<pid>``).
+
+    Called under the lock: every cooperating writer makes its temp file only while it holds
+    the lock, so any temp file seen now belongs to a writer that died.
+    """
+    prefix = f".{name}.tmp-"
+    try:
+        with os.scandir(folder) as entries:
+            stale = [e.path for e in entries if e.name.startswith(prefix) and e.is_file()]
+    except OSError:
+        return
+    for path in stale[:100]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            log.info("removed %s, left behind by an interrupted write", path)
 
 
 def _give_to_folder_owner(fd: int, folder: Path) -> None:

@@ -1,0 +1,476 @@
+"""Faults: SIGKILL mid-write, a concurrent foreign writer, and a file system that misbehaves
+(disk full, read-only, deleted, replaced by a folder, permission denied, broken YAML).
+
+The daemon must stay up and keep probing, never corrupt or overwrite the file, log each
+condition once, show it in ``status``, and recover by itself. Cameras are TCP listeners on
+loopback addresses this test owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import REPO, Daemon, Listeners, camera, is_root, wait_for, write_settings
+
+from pumaguard_hb.client import ClientError
+from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.store import SettingsFile
+
+pytestmark = pytest.mark.skipif(not is_root(), reason="needs root (tmpfs, setpriv, chown)")
+
+FIXTURE = REPO / "tests" / "fixtures" / "pumaguard-webui-settings.yaml"
+NOBODY = 65534
+MAC = "aa:bb:cc:dd:ee:61"
+
+
+def fixture_doc(ips: list[str], port: int, interval: float) -> dict[str, Any]:
+    """The web UI's settings file with its camera IPs moved to loopback addresses we own."""
+    doc = yaml.safe_load(FIXTURE.read_text())
+    for cam, ip in zip(doc["cameras"], ips, strict=False):
+        cam["ip_address"] = ip
+    doc["camera-heartbeat-interval"] = interval
+    doc["camera-heartbeat-tcp-timeout"] = 0.2
+    doc["camera-heartbeat-tcp-port"] = port
+    return doc
+
+
+def assert_intact(original: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The file parses; every key the daemon does not own is exactly as it was."""
+    doc = yaml.safe_load(path.read_bytes())
+    assert isinstance(doc, dict)
+    assert {k: v for k, v in doc.items() if k != "cameras"} == \
+        {k: v for k, v in original.items() if k != "cameras"}
+    assert len(doc["cameras"]) == len(original["cameras"])
+    for old, new in zip(original["cameras"], doc["cameras"], strict=True):
+        assert {k: v for k, v in new.items() if k not in ("status", "last_seen")} == \
+            {k: v for k, v in old.items() if k not in ("status", "last_seen")}
+        assert new["status"] in ("connected", "disconnected")
+        assert new["last_seen"] == old["last_seen"] or re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", new["last_seen"])
+    return doc
+
+
+class Toggler:
+    """Opens and closes a camera's listener over and over, so that every sweep has news."""
+
+    def __init__(self, listeners: Listeners, ip: str, port: int, period: float) -> None:
+        self.listeners, self.addr, self.period = listeners, (ip, port), period
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        up = True
+        while not self.stop.wait(self.period):
+            with contextlib.suppress(OSError, KeyError):
+                if up:
+                    self.listeners.close(self.addr)
+                else:
+                    self.listeners.open(*self.addr)
+                up = not up
+
+    def __enter__(self) -> Toggler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+# ----------------------------------------------------------------------------- SIGKILL
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_damages_the_file(tmp_path: Path,
+                                                          listeners: Listeners) -> None:
+    ip1, port = listeners.open("127.0.0.81")
+    ip2, _ = listeners.open("127.0.0.82", port)
+    d = Daemon(tmp_path)
+    original = fixture_doc([ip1, ip2], port, 0.05)
+    write_settings(d.settings, original)
+    original = yaml.safe_load(d.settings.read_text())
+    rng = random.Random(5)
+    writes = rounds = 0
+    started = time.monotonic()
+    with Toggler(listeners, ip1, port, 0.023), Toggler(listeners, ip2, port, 0.037):
+        while rounds < 40 and time.monotonic() - started < 50:
+            rounds += 1
+            d.start()
+            assert d.proc is not None
+            killer = threading.Timer(rng.uniform(0.2, 1.2), d.proc.send_signal,
+                                     [signal.SIGKILL])
+            killer.start()
+            seen = 0
+            try:
+                while d.proc.poll() is None:  # sweeps (and writes) back to back until killed
+                    d.call("check_now", timeout=2)
+                    seen = d.call("status", timeout=2)["daemon"]["writes"]
+            except (ClientError, ProtocolError):
+                pass
+            finally:
+                killer.join(5)
+            d.proc.wait(5)
+            assert d.proc.returncode == -signal.SIGKILL
+            d.stop()
+            writes += seen
+            assert_intact(original, d.settings)
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name)
+    print(f"\n{rounds} SIGKILLs across >= {writes} settings writes; file intact every time; "
+          f"temp files left behind by killed writers: {len(leftovers)}")
+    assert writes >= 150, writes
+    # the next daemon sweeps away what killed ones left half-written
+    d.start()
+    wait_for(lambda: d.call("status")["daemon"]["writes"] >= 1, timeout=10)
+    d.stop()
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    assert_intact(original, d.settings)
+
+
+# ------------------------------------------------------------------ concurrent writer
+
+
+@pytest.mark.slow
+def test_concurrent_foreign_writer_loses_nothing(tmp_path: Path, listeners: Listeners) -> None:
+    ip1, port = listeners.open("127.0.0.83")
+    ip2, _ = listeners.open("127.0.0.84", port)
+    d = Daemon(tmp_path)
+    doc = fixture_doc([ip1, ip2], port, 0.05)
+    doc["webui-counter"] = 0
+    write_settings(d.settings, doc)
+    d.start()
+    wait_for(lambda: d.call("status")["daemon"]["writes"] >= 1)
+    store = SettingsFile(d.settings)
+    n = 300
+    statuses_seen: set[str] = set()
+    try:
+        with Toggler(listeners, ip2, port, 0.04):
+            w0 = d.call("status")["daemon"]["writes"]
+            for i in range(n):
+                with store.locked():  # what the web UI does: lock, read, change, replace
+                    current = yaml.safe_load(d.settings.read_text())
+                    current["webui-counter"] += 1
+                    current["webui-last"] = f"write {i}"
+                    current["cameras"][0]["webui-note"] = i
+                    tmp = d.settings.with_name(".webui.tmp")
+                    tmp.write_text(yaml.safe_dump(current, default_flow_style=False))
+                    os.replace(tmp, d.settings)
+                statuses_seen.add(str(current["cameras"][1]["status"]))
+                time.sleep(0.005)
+            w1 = d.call("status")["daemon"]["writes"]
+        # the daemon's own writes keep landing: the file agrees with what it reports
+        if (ip2, port) not in listeners.socks:
+            listeners.open(ip2, port)
+        report = d.call("check_now")
+        wait_for(lambda: d.call("status")["daemon"]["settings_error"] is None)
+        final = yaml.safe_load(d.settings.read_text())
+    finally:
+        d.stop()
+    print(f"\nforeign writer: {n} read-modify-writes; daemon wrote {w1 - w0} times meanwhile; "
+          f"camera statuses seen by the writer: {sorted(statuses_seen)}")
+    assert final["webui-counter"] == n and final["webui-last"] == f"write {n - 1}"
+    assert final["cameras"][0]["webui-note"] == n - 1
+    assert w1 - w0 >= 20
+    assert statuses_seen == {"connected", "disconnected"}
+    by_mac = {c["mac_address"]: c for c in final["cameras"]}
+    for mac, cam in report["cameras"].items():
+        assert by_mac[mac]["status"] == cam["status"] == "connected"
+        assert by_mac[mac]["last_seen"] == cam["last_seen"]
+
+
+# --------------------------------------------------------------- misbehaving file system
+
+
+class Station:
+    """A daemon (as root, or as nobody) on a settings file in ``folder``, one camera."""
+
+    def __init__(self, folder: Path, listeners: Listeners, as_nobody: bool = False) -> None:
+        self.folder = folder
+        self.listeners = listeners
+        self.addr = listeners.open("127.0.0.85")
+        self.as_nobody = as_nobody
+        self.d = Daemon(folder)
+        self.d.log_path = Path(tempfile.mkdtemp(prefix="phb-log-")) / "daemon.log"
+        write_settings(self.d.settings, {
+            "camera-heartbeat-interval": 0.3,
+            "camera-heartbeat-tcp-timeout": 0.3,
+            "camera-heartbeat-tcp-port": self.addr[1],
+            "web-ui-key": {"keep": [1, 2, 3]},
+            "cameras": [camera("Microseven-cam", self.addr[0], MAC, webui_field="x")],
+        })
+        if as_nobody:
+            for p in (folder, self.d.settings):
+                os.chown(p, NOBODY, NOBODY)
+
+    def start(self) -> None:
+        if not self.as_nobody:
+            self.d.start()
+        else:  # pyenv's python under /root is out of reach: Debian's python3 has the deps
+            python = "/usr/bin/python3"
+            cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                   python, "-m", "pumaguard_hb", "--settings", str(self.d.settings),
+                   "--socket", str(self.d.socket)]
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+            env.update(PYTHONPATH=str(REPO), HOME="/nonexistent")
+            self.d._log = open(self.d.log_path, "ab")  # noqa: SIM115 - closed by Daemon.stop
+            self.d.proc = subprocess.Popen(cmd, env=env, stdout=self.d._log,
+                                           stderr=self.d._log, cwd="/")
+            self.d.wait_ready()
+        self.wait_file_status("connected")
+
+    def status(self) -> dict[str, Any]:
+        return self.d.call("status", timeout=5)["daemon"]  # type: ignore[no-any-return]
+
+    def file_status(self) -> str | None:
+        with contextlib.suppress(Exception):
+            return str(yaml.safe_load(self.d.settings.read_text())["cameras"][0]["status"])
+        return None
+
+    def wait_file_status(self, want: str, timeout: float = 10) -> None:
+        wait_for(lambda: self.file_status() == want, timeout=timeout)
+
+    def camera_down(self) -> None:
+        self.listeners.close(self.addr)
+
+    def close(self) -> None:
+        self.d.stop()
+        shutil.rmtree(self.d.log_path.parent, ignore_errors=True)
+
+
+def run_fault(s: Station, kind: str, needle: str, break_it: Callable[[], None],
+              fix_it: Callable[[], None], file_check: Callable[[], None]) -> dict[str, Any]:
+    """Break, watch several sweeps, fix, and check the daemon recovers by itself."""
+    s.start()
+    mark = len(s.d.log())
+    break_it()
+    s.camera_down()  # news the daemon will want to write while it cannot
+    shown = wait_for(lambda: (st := s.status())[f"{kind}_error"] and st, timeout=10)
+    assert needle in shown[f"{kind}_error"], shown
+    sweeps = shown["sweeps"]
+    wait_for(lambda: s.status()["sweeps"] >= sweeps + 6, timeout=15)
+    report = s.d.call("check_now")  # keeps probing
+    assert report["cameras"][MAC]["status"] == "disconnected"
+    assert report["cameras"][MAC]["reason"].startswith("tcp ")
+    status = s.status()
+    assert needle in (status[f"{kind}_error"] or "")
+    file_check()
+    errors = [ln for ln in s.d.log()[mark:].splitlines()
+              if " ERROR " in ln and " ERROR history:" not in ln]  # history has its own file
+    assert len(errors) == 1, "\n".join(errors)
+    assert needle in errors[0]
+    fix_it()
+    wait_for(lambda: s.status()[f"{kind}_error"] is None, timeout=10)
+    s.wait_file_status("disconnected")  # the change held in memory is written
+    doc = yaml.safe_load(s.d.settings.read_text())
+    assert doc["web-ui-key"] == {"keep": [1, 2, 3]}
+    assert doc["cameras"][0]["webui_field"] == "x"
+    assert "problem resolved" in s.d.log()[mark:]
+    assert s.d.proc is not None and s.d.proc.poll() is None
+    assert "Traceback" not in s.d.log()
+    print(f"\n{kind}: {errors[0].split(' ERROR ', 1)[1]}")
+    return status
+
+
+@pytest.fixture
+def station(tmp_path: Path, listeners: Listeners) -> Iterator[Station]:
+    s = Station(tmp_path, listeners)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def nobody_station(listeners: Listeners) -> Iterator[Station]:
+    folder = Path(tempfile.mkdtemp(prefix="phb-faults-"))
+    os.chmod(folder, 0o755)
+    s = Station(folder, listeners, as_nobody=True)
+    try:
+        yield s
+    finally:
+        s.close()
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_disk_full(tmp_path: Path, listeners: Listeners) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mnt)],
+                   check=True, timeout=10)
+    s: Station | None = None
+    try:
+        s = Station(mnt, listeners)
+        s.d.socket = tmp_path / "hb.sock"
+        filler = mnt / "filler"
+        saved: dict[str, bytes] = {}
+
+        def fill() -> None:
+            saved["file"] = s.d.settings.read_bytes()
+            with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as f:
+                for _ in range(1000):  # 64 KiB fill up long before
+                    f.write(b"\0" * 1024)
+
+        def same() -> None:
+            assert s is not None
+            assert s.d.settings.read_bytes() == saved["file"]
+            assert [p.name for p in mnt.iterdir() if ".tmp-" in p.name] == []
+
+        run_fault(s, "write", "No space left", fill, filler.unlink, same)
+    finally:
+        if s is not None:
+            s.close()
+        subprocess.run(["umount", str(mnt)], check=False, timeout=10)
+
+
+def test_yaml_broken_mid_run_then_fixed(station: Station) -> None:
+    s = station
+    broken = b"camera-heartbeat-interval: 0.3\ncameras: [unclosed\n  - what: {\n"
+
+    def same() -> None:
+        assert s.d.settings.read_bytes() == broken
+
+    def fix() -> None:
+        doc = yaml.safe_load(s.d.settings.with_name("good.yaml").read_text())
+        write_settings(s.d.settings, doc)
+
+    shutil.copy(s.d.settings, s.d.settings.with_name("good.yaml"))
+    run_fault(s, "settings", "does not parse as YAML",
+              lambda: s.d.settings.write_bytes(broken), fix, same)
+
+
+def test_yaml_nested_too_deeply_mid_run(station: Station) -> None:
+    s = station
+    good = s.d.settings.read_bytes()
+    deep = b"[" * 20000 + b"]" * 20000 + b"\n"
+    run_fault(s, "settings", "nested too deeply", lambda: s.d.settings.write_bytes(deep),
+              lambda: s.d.settings.write_bytes(good),
+              lambda: None if s.d.settings.read_bytes() == deep else pytest.fail("overwritten"))
+
+
+def test_file_deleted_while_running(station: Station) -> None:
+    s = station
+    saved = s.d.settings.with_name("saved.yaml")
+
+    def delete() -> None:
+        shutil.copy(s.d.settings, saved)
+        s.d.settings.unlink()
+
+    def not_recreated() -> None:
+        assert not s.d.settings.exists()  # never re-created with only the daemon's part
+
+    run_fault(s, "settings", "deleted", delete, lambda: shutil.copy(saved, s.d.settings),
+              not_recreated)
+
+
+def test_file_replaced_by_a_directory(station: Station) -> None:
+    s = station
+    saved = s.d.settings.with_name("saved.yaml")
+
+    def to_dir() -> None:
+        shutil.copy(s.d.settings, saved)
+        s.d.settings.unlink()
+        s.d.settings.mkdir()
+        (s.d.settings / "inside").write_text("x")
+
+    def back() -> None:
+        shutil.rmtree(s.d.settings)
+        shutil.copy(saved, s.d.settings)
+
+    def untouched() -> None:
+        assert sorted(p.name for p in s.d.settings.iterdir()) == ["inside"]
+
+    run_fault(s, "settings", "directory", to_dir, back, untouched)
+
+
+def test_read_only_folder(nobody_station: Station) -> None:
+    s = nobody_station
+    saved: dict[str, bytes] = {}
+
+    def ro() -> None:
+        saved["file"] = s.d.settings.read_bytes()
+        os.chmod(s.folder, 0o555)
+
+    run_fault(s, "write", "Permission denied", ro, lambda: os.chmod(s.folder, 0o755),
+              lambda: None if s.d.settings.read_bytes() == saved["file"] else pytest.fail("w"))
+
+
+def test_read_only_file(nobody_station: Station) -> None:
+    """chmod a-w on the file: the daemon could still replace it (the folder is writable),
+    but a read-only file is somebody's decision; it is not written until writable again."""
+    s = nobody_station
+    saved: dict[str, bytes] = {}
+
+    def ro() -> None:
+        saved["file"] = s.d.settings.read_bytes()
+        os.chmod(s.d.settings, 0o444)
+
+    def same() -> None:
+        assert s.d.settings.read_bytes() == saved["file"]
+        assert os.stat(s.d.settings).st_mode & 0o777 == 0o444
+
+    run_fault(s, "write", "read-only", ro, lambda: os.chmod(s.d.settings, 0o644), same)
+    assert os.stat(s.d.settings).st_mode & 0o777 == 0o644
+
+
+def test_permission_denied_on_the_file(nobody_station: Station) -> None:
+    """The file becomes root's, mode 0600: the daemon (nobody) cannot even read it."""
+    s = nobody_station
+    saved: dict[str, bytes] = {}
+
+    def deny() -> None:
+        saved["file"] = s.d.settings.read_bytes()
+        os.chown(s.d.settings, 0, 0)
+        os.chmod(s.d.settings, 0o600)
+
+    def allow() -> None:
+        os.chown(s.d.settings, NOBODY, NOBODY)
+        os.chmod(s.d.settings, 0o644)
+
+    run_fault(s, "settings", "Permission denied", deny, allow,
+              lambda: None if s.d.settings.read_bytes() == saved["file"] else pytest.fail("w"))
+
+
+def test_read_only_bind_mount(tmp_path: Path, listeners: Listeners) -> None:
+    """The folder is remounted read-only (root ignores permissions, not a read-only mount)."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    s = Station(folder, listeners)
+    s.d.socket = tmp_path / "hb.sock"
+    mounted = False
+    saved: dict[str, bytes] = {}
+    try:
+        def ro() -> None:
+            nonlocal mounted
+            saved["file"] = s.d.settings.read_bytes()
+            subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True, timeout=10)
+            mounted = True
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True,
+                           timeout=10)
+
+        def rw() -> None:
+            nonlocal mounted
+            subprocess.run(["umount", str(folder)], check=True, timeout=10)
+            mounted = False
+
+        run_fault(s, "write", "Read-only file system", ro, rw,
+                  lambda: None if s.d.settings.read_bytes() == saved["file"] else
+                  pytest.fail("written"))
+    finally:
+        s.close()
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=False, timeout=10)
