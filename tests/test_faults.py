@@ -104,7 +104,7 @@ def test_sigkill_at_random_moments_never_damages_the_file(tmp_path: Path,
     write_settings(d.settings, original)
     original = yaml.safe_load(d.settings.read_text())
     rng = random.Random(5)
-    writes = rounds = 0
+    writes = rounds = torn = 0
     started = time.monotonic()
     with Toggler(listeners, ip1, port, 0.023), Toggler(listeners, ip2, port, 0.037):
         while rounds < 25 and time.monotonic() - started < 35:
@@ -123,14 +123,14 @@ def test_sigkill_at_random_moments_never_damages_the_file(tmp_path: Path,
                 pass
             finally:
                 killer.join(5)
-            d.proc.wait(5)
-            assert d.proc.returncode == -signal.SIGKILL
+            d.proc.wait(15)
+            assert d.proc.returncode == -signal.SIGKILL, d.log()[-2000:]
             d.stop()
             writes += seen
             assert_intact(original, d.settings)
-    leftovers = sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name)
+            torn += any(".tmp-" in p.name for p in tmp_path.iterdir())  # killed mid-write
     print(f"\n{rounds} SIGKILLs across >= {writes} settings writes; file intact every time; "
-          f"temp files left behind by killed writers: {len(leftovers)}")
+          f"{torn} kills landed mid-write (a temp file left behind, removed by the next write)")
     assert writes >= 150, writes
     # the next daemon sweeps away what killed ones left half-written
     d.start()
