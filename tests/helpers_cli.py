@@ -11,20 +11,15 @@ import grp
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import harness
 import yaml
-
-from pumaguard_hb.client import Client, ClientError
 
 REPO = Path(__file__).resolve().parent.parent
 HOOK_SCRIPT = REPO / "systemd" / "dnsmasq-dhcp-script"
@@ -103,108 +98,47 @@ def cameras_by_mac(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def camera_entry(name: str, ip: str, mac: str, status: str = "disconnected") -> dict[str, Any]:
     """A camera as PumaGuard writes it."""
-    return {
-        "hostname": name,
-        "ip_address": ip,
-        "last_seen": "2024-01-15T14:32:15Z",
-        "mac_address": mac,
-        "status": status,
-    }
+    return harness.camera(name, ip, mac, status=status)
 
 
-class Listeners:
+class Listeners(harness.Listeners):
     """Real TCP listeners on loopback addresses, all on one port (the daemon probes one port)."""
-
-    def __init__(self) -> None:
-        self.socks: list[socket.socket] = []
 
     def open_same_port(self, ips: Sequence[str], attempts: int = 50) -> int:
         """Listen on ``ips`` at one common free port; returns the port."""
         for _ in range(attempts):
-            opened: list[socket.socket] = []
+            port = 0
+            opened: list[tuple[str, int]] = []
             try:
                 for ip in ips:
-                    s = socket.socket()
-                    opened.append(s)
-                    s.bind((ip, opened[0].getsockname()[1] if len(opened) > 1 else 0))
-                    s.listen(64)
+                    opened.append(self.open(ip, port))
+                    port = opened[0][1]
             except OSError:
-                for s in opened:
-                    s.close()
+                for addr in opened:
+                    self.close(addr)
                 continue
-            for s in opened:
-                threading.Thread(target=_accept_forever, args=(s,), daemon=True).start()
-            self.socks += opened
-            return int(opened[0].getsockname()[1])
+            return port
         raise AssertionError("no common free port on " + ", ".join(ips))
 
-    def close_all(self) -> None:
-        """Stop listening."""
-        for s in self.socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-        self.socks.clear()
 
-
-def _accept_forever(sock: socket.socket) -> None:
-    while True:
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            return
-        conn.close()
-
-
-class HbDaemon:
-    """A real ``pumaguard-heartbeat`` process (``python -m pumaguard_hb``)."""
+class HbDaemon(harness.Daemon):
+    """A real ``pumaguard-heartbeat`` process (``python -m pumaguard_hb``) on ``sock``."""
 
     def __init__(self, settings: Path, sock: Path) -> None:
-        self.settings = settings
+        super().__init__(sock.parent, settings)
         self.socket = sock
-        self.log_path = sock.parent / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, prefix: Sequence[str] = (), timeout: float = 15) -> HbDaemon:
+    def start(  # type: ignore[override]
+        self, prefix: Sequence[str] = (), timeout: float = 15
+    ) -> HbDaemon:
         """Start it and poll the socket (bounded) until it answers ping."""
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *prefix,
-                    sys.executable,
-                    "-m",
-                    "pumaguard_hb",
-                    "--settings",
-                    str(self.settings),
-                    "--socket",
-                    str(self.socket),
-                    "--state-dir",
-                    str(self.socket.parent / "state"),
-                ],
-                env=clean_env(),
-                stdout=log,
-                stderr=log,
-                cwd="/",
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                with Client(self.socket, timeout=2) as client:
-                    if client.call("ping") == "pong":
-                        return self
-            except ClientError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"daemon did not answer within {timeout}s:\n{self.log()}")
-            time.sleep(0.05)
-
-    def call(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
-        """One request over the real socket."""
-        with Client(self.socket, timeout=30) as client:
-            return client.call(cmd, args)
+        super().start(prefix=list(prefix), wait=False)
+        try:
+            self.wait_ready(timeout)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
 
     def wait_swept(self) -> dict[str, Any]:
         """The status once a sweep has run and its write is done.
@@ -215,21 +149,6 @@ class HbDaemon:
         self.call("check_now")
         status: dict[str, Any] = self.call("status")
         return status
-
-    def log(self) -> str:
-        """What the daemon wrote to stderr."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 class Station:
