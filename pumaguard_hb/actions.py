@@ -6,15 +6,12 @@ receiver. Each webhook URL has its own queue and worker (events reach one URL in
 a dead URL delays nobody else); the command has one queue and runs up to
 :data:`COMMAND_CONCURRENCY` processes at once.
 
-The HTTP client is a minimal HTTP/1.1 POST over asyncio streams (TLS through :mod:`ssl`):
-no new dependency, and unlike a thread running :mod:`urllib`, a request in flight is
-cancelled at once when the daemon stops.
+Webhooks are POSTed by :mod:`.webhook`, a minimal HTTP client on asyncio streams.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
 import json
@@ -23,31 +20,27 @@ import os
 import shlex
 import signal
 import socket
-import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from . import __version__
 from .camera import CONNECTED
 from .events import StateChange
 from .settings import Settings
+from .webhook import HTTP_TIMEOUT, HttpError, describe, post_json, redact
 
 log = logging.getLogger(__name__)
 
 BODY_VERSION = 1
 QUEUE_SIZE = 1000  # events waiting per webhook URL, and for the command
-HTTP_TIMEOUT = 5.0  # seconds for one request: connect, send, status and headers
 RETRY_DELAYS = (1.0, 2.0)  # pauses between attempts: 3 attempts in all
 COMMAND_TIMEOUT = 30.0  # seconds before a command is killed
 COMMAND_CONCURRENCY = 4
 OUTPUT_KEPT = 4096  # bytes of a command's output kept for the log
 SHUTDOWN_GRACE = 0.3  # seconds given to pending actions when the daemon stops
-USER_AGENT = f"pumaguard-heartbeat/{__version__}"
 
 
 def iso_utc(ts: float) -> str:
@@ -107,191 +100,6 @@ def event_env(body: dict[str, Any]) -> dict[str, str]:
         "PUMAGUARD_HB_STATION": body["station"],
         "PUMAGUARD_HB_JSON": json.dumps(body, separators=(",", ":")),
     }
-
-
-def redact(url: str) -> str:
-    """A URL fit for the log: scheme, host and port only (paths and queries hold tokens)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{host}{port}/…"
-
-
-# -- HTTP ---------------------------------------------------------------------------------
-
-
-class HttpError(Exception):
-    """The receiver answered with a status that is not 2xx."""
-
-    def __init__(self, status: int, reason: str, snippet: str) -> None:
-        super().__init__(f"HTTP {status} {reason}".rstrip() + (f": {snippet}" if snippet else ""))
-        self.status = status
-
-    @property
-    def retry(self) -> bool:
-        return self.status >= 500 or self.status in (408, 429)
-
-
-_SSL: ssl.SSLContext | None = None
-
-
-def _ssl_context() -> ssl.SSLContext:
-    global _SSL
-    if _SSL is None:
-        _SSL = ssl.create_default_context()  # system CAs, hostname checked
-    return _SSL
-
-
-def _request(url: str, body: bytes) -> tuple[str, int, bool, bytes]:
-    """(host, port, tls, request bytes) for a POST of ``body`` to ``url``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {redact(url)}")
-    tls = parts.scheme == "https"
-    host = parts.hostname
-    port = parts.port or (443 if tls else 80)
-    host_header = f"[{host}]" if ":" in host else host
-    if parts.port:
-        host_header += f":{parts.port}"
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    headers = [
-        f"POST {target} HTTP/1.1",
-        f"Host: {host_header}",
-        f"User-Agent: {USER_AGENT}",
-        "Content-Type: application/json",
-        "Accept: */*",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-    ]
-    if parts.username is not None:
-        cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers.append("Authorization: Basic " + base64.b64encode(cred.encode()).decode())
-    head = "\r\n".join(headers) + "\r\n\r\n"
-    return host, port, tls, head.encode("latin-1") + body
-
-
-async def post_json(url: str, body: bytes, timeout: float = HTTP_TIMEOUT) -> int:
-    """POST ``body`` to ``url``; the 2xx status, else HttpError / OSError / TimeoutError."""
-    host, port, tls, request = _request(url, body)
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await _connect(host, port, tls)
-            writer.write(request)
-            await writer.drain()
-            status, reason = _status_line(await reader.readline())
-            length = None
-            for _ in range(100):
-                line = await reader.readline()
-                if line in (b"\r\n", b"\n", b""):
-                    break
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length" and value.strip().isdigit():
-                    length = int(value)
-            snippet = b""
-            if length and not 200 <= status < 300:
-                snippet = await reader.read(min(length, 200))
-            elif length and length <= 65536:
-                await reader.readexactly(length)  # read it all: no reset for the receiver
-    except BaseException:
-        if writer is not None:
-            writer.transport.abort()
-        raise
-    writer.close()
-    if not 200 <= status < 300:
-        text = snippet.decode("utf-8", "replace").strip().splitlines()
-        raise HttpError(status, reason, text[0][:200] if text else "")
-    return status
-
-
-async def _connect(
-    host: str, port: int, tls: bool
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to each address of ``host`` in turn (TLS: the name is checked)."""
-    last: OSError = OSError(f"{host} has no address")
-    for family, address in await _resolve(host, port):
-        try:
-            return await asyncio.open_connection(
-                address,  # numeric: asyncio does no lookup of its own
-                port,
-                family=family,
-                ssl=_ssl_context() if tls else None,
-                server_hostname=host if tls else None,
-            )
-        except OSError as err:
-            last = err
-    raise last
-
-
-_Addr = tuple[int, str]  # family, numeric address
-_lookups = 0  # name lookups running in their threads
-_lookups_lock = threading.Lock()
-MAX_LOOKUPS = 8
-
-
-def _addresses(host: str, port: int, flags: int) -> list[_Addr]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
-    return [(int(info[0]), str(info[4][0])) for info in infos]
-
-
-async def _resolve(host: str, port: int) -> list[_Addr]:
-    """The addresses of ``host``. A name is looked up in a daemon thread of its own, not in
-    the loop's executor: asyncio.run() waits for that executor at exit, and a lookup can
-    hang for many seconds when the station's uplink is down."""
-    with contextlib.suppress(socket.gaierror):
-        return _addresses(host, port, socket.AI_NUMERICHOST)
-    global _lookups
-    with _lookups_lock:
-        if _lookups >= MAX_LOOKUPS:
-            raise OSError(f"cannot look up {host}: {MAX_LOOKUPS} lookups already hang")
-        _lookups += 1
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[list[_Addr]] = loop.create_future()
-
-    def settle(result: list[_Addr] | None, err: OSError | None) -> None:
-        if done.done():
-            return
-        if err is not None:
-            done.set_exception(err)
-        else:
-            done.set_result(result or [])
-
-    def lookup() -> None:
-        global _lookups
-        result: list[_Addr] | None = None
-        error: OSError | None = None
-        try:
-            result = _addresses(host, port, 0)
-        except OSError as err:
-            error = err
-        finally:
-            with _lookups_lock:
-                _lookups -= 1
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=lookup, name="webhook-dns", daemon=True).start()
-    return await done
-
-
-def _status_line(line: bytes) -> tuple[int, str]:
-    parts = line.decode("latin-1").strip().split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise ConnectionError(f"not an HTTP response: {line[:60]!r}" if line else "no response")
-    return int(parts[1]), parts[2] if len(parts) > 2 else ""
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, TimeoutError):
-        return "timed out"
-    if isinstance(err, asyncio.IncompleteReadError):
-        return "connection closed before the end of the response"
-    return str(err) or type(err).__name__
 
 
 # -- queues -------------------------------------------------------------------------------
@@ -418,7 +226,7 @@ class Actions:
             except (OSError, TimeoutError, ValueError, HttpError, asyncio.IncompleteReadError) as e:
                 retry = not isinstance(e, ValueError) and (not isinstance(e, HttpError) or e.retry)
                 if retry and attempt < attempts:
-                    log.debug("%s: %s, attempt %d failed: %s", label, what, attempt, _describe(e))
+                    log.debug("%s: %s, attempt %d failed: %s", label, what, attempt, describe(e))
                     await asyncio.sleep(self.retry_delays[attempt - 1])
                     continue
                 self.failed += 1
@@ -429,7 +237,7 @@ class Actions:
                     attempt,
                     "" if attempt == 1 else "s",
                     time.monotonic() - started,
-                    _describe(e),
+                    describe(e),
                 )
                 return
             self.delivered += 1

@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from harness import Listeners, camera, free_port, wait_for, write_settings
 
-from pumaguard_hb.actions import Actions, event_body, post_json
+from pumaguard_hb.actions import Actions, event_body
 from pumaguard_hb.events import StateChange
 from pumaguard_hb.settings import Settings
+from pumaguard_hb.webhook import post_json
 
 MAC1, MAC2 = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
