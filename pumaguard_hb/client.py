@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import os
 import socket
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,6 +39,19 @@ class NotPermitted(ClientError):
 
 class NoAnswer(ClientError):
     """The daemon did not answer in time, or hung up."""
+
+
+def _connect(sock: socket.socket, path: str) -> None:
+    """Connect, retrying while the daemon's listen backlog is full (EAGAIN on Unix sockets)."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError from None
+            time.sleep(0.01)
 
 
 def socket_group(path: Path) -> str:
@@ -78,7 +92,7 @@ class Client:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(CONNECT_TIMEOUT)
         try:
-            sock.connect(str(self.path))
+            _connect(sock, str(self.path))
         except FileNotFoundError:
             sock.close()
             raise DaemonNotRunning(

@@ -1,0 +1,44 @@
+"""The client's connect: a momentarily full listen backlog is waited out, not "not running"."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+from pumaguard_hb.client import _connect
+
+
+def test_full_backlog_is_waited_out(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(0)
+    queued = []
+    try:
+        while True:  # fill the backlog until the kernel says EAGAIN (bounded)
+            c = socket.socket(socket.AF_UNIX)
+            c.setblocking(False)
+            queued.append(c)
+            try:
+                c.connect(path)
+            except BlockingIOError:
+                break
+            assert len(queued) < 100
+
+        def accept_later() -> None:
+            time.sleep(0.3)
+            for _ in range(len(queued) + 1):
+                conn, _ = server.accept()
+                conn.close()
+
+        threading.Thread(target=accept_later, daemon=True).start()
+        client = socket.socket(socket.AF_UNIX)
+        client.settimeout(3)
+        _connect(client, path)  # raised BlockingIOError before the fix
+        client.close()
+    finally:
+        for c in queued:
+            c.close()
+        server.close()
