@@ -111,12 +111,17 @@ def lease(lab: Lab, mac: str, hostname: str) -> None:
 
 def lease_then_release(lab: Lab, folder: Path, mac: str, hostname: str) -> None:
     """A device takes a lease, configures the address, and gives it back when it stops."""
-    acks = _acks(folder, mac)
-    proc = subprocess.Popen(
-        udhcpc(lab, mac, hostname, "-R"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    events = folder / "udhcpc-events"
+    script = folder / "udhcpc-script"
+    script.write_text(f'#!/bin/sh\necho "$1" >> {events}\n')
+    script.chmod(0o755)
+    argv = udhcpc(lab, mac, hostname, "-R")
+    argv[argv.index("/bin/true")] = str(script)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: _acks(folder, mac) > acks, timeout=20)
+        # udhcpc runs its script with "bound" once it holds the lease: only then does
+        # SIGTERM make it send DHCPRELEASE (-R)
+        wait_for(lambda: events.exists() and "bound" in events.read_text(), timeout=20)
         ip = _leased_ip(folder, mac)
         subprocess.run(
             ["ip", "-n", lab.cameras, "addr", "add", f"{ip}/24", "dev", CAMERAS_VETH],
@@ -124,13 +129,8 @@ def lease_then_release(lab: Lab, folder: Path, mac: str, hostname: str) -> None:
             timeout=30,
         )
     finally:
-        proc.terminate()  # -R: udhcpc sends DHCPRELEASE as it exits
+        proc.terminate()
         proc.wait(10)
-
-
-def _acks(folder: Path, mac: str) -> int:
-    log = (folder / "dnsmasq.log").read_text(errors="replace")
-    return sum(1 for line in log.splitlines() if "DHCPACK" in line and mac in line)
 
 
 def _leased_ip(folder: Path, mac: str) -> str:
@@ -186,8 +186,12 @@ def test_leases_reach_the_daemon_and_the_file(lab: Lab, folder: Path) -> None:
 
     # the camera gives its lease back: disconnected
     lease_then_release(lab, folder, CAMERA_MAC, "Microseven-M7B77-Gate")
-    wait_for(lambda: cameras(d.settings)[CAMERA_MAC]["status"] == "disconnected", timeout=20)
-    assert "DHCPRELEASE" in (folder / "dnsmasq.log").read_text(errors="replace")
+    dnsmasq_log = folder / "dnsmasq.log"
+    try:
+        wait_for(lambda: cameras(d.settings)[CAMERA_MAC]["status"] == "disconnected", timeout=20)
+    except AssertionError:
+        raise AssertionError(dnsmasq_log.read_text(errors="replace")[-3000:]) from None
+    assert "DHCPRELEASE" in dnsmasq_log.read_text(errors="replace")
 
     # with the daemon stopped, the hook writes the file itself: nothing is lost
     d.stop()
