@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, history, metrics
-from .errors import CameraNotFound, InvalidValue
-from .monitor import Conflict, Disabled, Monitor
+from .errors import CameraNotFound, Conflict, Disabled, InvalidValue
+from .monitor import Monitor
 from .protocol import (
     BAD_ARGS,
     CONFLICT,
@@ -134,7 +134,7 @@ async def check_now(monitor: Monitor, args: dict[str, Any]) -> Any:
         ids = frozenset(monitor.find(r).id for r in refs)
     else:
         raise ProtocolError(BAD_ARGS, '"cameras" must be a list of camera names, MACs or IPs')
-    return await monitor.check_now(ids)
+    return await monitor.schedule.check_now(ids)
 
 
 async def camera_add(monitor: Monitor, args: dict[str, Any]) -> Any:

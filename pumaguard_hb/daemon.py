@@ -152,7 +152,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     )
     notifier.ready(monitor.summary_line())
     tasks = [
-        asyncio.create_task(monitor.run(), name="sweeps"),
+        asyncio.create_task(monitor.schedule.run(), name="sweeps"),
         asyncio.create_task(_watch_file(monitor), name="watch-file"),
         asyncio.create_task(_keep_status(monitor, notifier), name="status"),
         asyncio.create_task(

@@ -34,3 +34,11 @@ class CameraNotFound(HeartbeatError):
     def __init__(self, ref: str) -> None:
         self.ref = ref
         super().__init__(f"no camera matches {ref!r}")
+
+
+class Conflict(HeartbeatError):
+    """The request contradicts the current state (e.g. the camera already exists)."""
+
+
+class Disabled(HeartbeatError):
+    """Monitoring is switched off in the settings."""

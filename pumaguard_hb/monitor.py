@@ -9,11 +9,9 @@ and adopts whatever else the file now holds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
@@ -29,35 +27,17 @@ from .camera import (
     now_iso,
 )
 from .dhcp import plan_event
-from .errors import CameraNotFound, HeartbeatError, InvalidValue, SettingsError
+from .errors import CameraNotFound, Conflict, HeartbeatError, InvalidValue, SettingsError
 from .events import Listener, StateChange
 from .icmp import IcmpAccess, IcmpMode
 from .logs import NOTICE
 from .probe import DEFAULT_PORTS, ProbeResult
+from .schedule import Schedule
 from .settings import Settings, lookup_key, parse_settings, spelling_for
 from .store import Patch, SettingsFile, Snapshot, StoreError
-from .sweep import Target, run_sweep
+from .sweep import Target
 
 log = logging.getLogger(__name__)
-
-
-class Conflict(HeartbeatError):
-    """The request contradicts the current state (e.g. the camera already exists)."""
-
-
-class Disabled(HeartbeatError):
-    """Monitoring is switched off in the settings."""
-
-
-@dataclass
-class _Sweep:
-    ids: frozenset[str] | None  # None: every camera
-    done: asyncio.Future[dict[str, Any]]
-    probing: bool = True  # False once its probes are over: later requests need a new sweep
-
-
-def _covers(running: frozenset[str] | None, wanted: frozenset[str] | None) -> bool:
-    return running is None or (wanted is not None and wanted <= running)
 
 
 class Monitor:
@@ -73,12 +53,7 @@ class Monitor:
         self.pending = Patch()
         self.problems: dict[str, str] = {}
         self.started = time.time()
-        self.next_due = time.monotonic()
-        self.last_sweep: dict[str, Any] | None = None
-        self.sweeps = 0
-        self._current: _Sweep | None = None
-        self._next: _Sweep | None = None
-        self._wake = asyncio.Event()
+        self.schedule = Schedule(self)
         self._flush_lock = asyncio.Lock()
         self.listeners: list[Listener] = []
         self._duplicates: set[str] = set()  # camera ids already warned about as listed twice
@@ -117,9 +92,7 @@ class Monitor:
                 if settings.as_dict()[k] != v
             )
             log.info("settings reloaded (%s): %s", why, changes)
-            if settings.interval != old.interval or settings.enabled != old.enabled:
-                self.next_due = min(self.next_due, time.monotonic() + settings.interval)
-            self._wake.set()
+            self.schedule.settings_changed()
         else:
             log.debug("settings reloaded (%s): heartbeat settings unchanged", why)
         return None
@@ -286,104 +259,6 @@ class Monitor:
             o.get("path", s.http_path),
         )
 
-    async def check_now(self, ids: frozenset[str] | None = None) -> dict[str, Any]:
-        """Run (or join) a sweep covering ``ids`` and return the PumaGuard-shaped report."""
-        if not self.settings.enabled:
-            raise Disabled(
-                "monitoring is disabled (camera_heartbeat_enabled: false); "
-                "enable it with: pumaguard-hb config set camera_heartbeat_enabled true"
-            )
-        if self._current and self._current.probing and _covers(self._current.ids, ids):
-            return await asyncio.shield(self._current.done)
-        if self._next is None:
-            self._next = _Sweep(ids, asyncio.get_running_loop().create_future())
-        elif self._next.ids is not None:
-            self._next.ids = None if ids is None else self._next.ids | ids
-        self._wake.set()
-        return await asyncio.shield(self._next.done)
-
-    async def run(self) -> None:
-        """Sweep on schedule and on demand until cancelled."""
-        while True:
-            sweep = self._take_due()
-            if sweep is None:
-                delay = max(0.0, self.next_due - time.monotonic())
-                self._wake.clear()
-                if self._next is None:
-                    timeout = delay if self.settings.enabled else None
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
-                continue
-            self._current = sweep
-            try:
-                await self._sweep(sweep)
-            finally:
-                self._current = None
-
-    def _take_due(self) -> _Sweep | None:
-        if self._next is not None:
-            sweep, self._next = self._next, None
-            return sweep
-        if self.settings.enabled and time.monotonic() >= self.next_due:
-            return _Sweep(None, asyncio.get_running_loop().create_future())
-        return None
-
-    async def _sweep(self, sweep: _Sweep) -> None:
-        started_wall, started = time.time(), time.monotonic()
-        if sweep.ids is None:
-            self.next_due = started + self.settings.interval
-        targets = self.targets(sweep.ids)
-        results: dict[str, ProbeResult] = {}
-
-        def on_result(cid: str, result: ProbeResult) -> None:
-            results[cid] = result
-            self.record(cid, result)
-
-        try:
-            await run_sweep(targets, self.icmp.mode, on_result)
-        except Exception as err:  # a bug in a sweep must not stop monitoring
-            log.exception("sweep failed")
-            if not sweep.done.done():
-                sweep.done.set_exception(HeartbeatError(f"sweep failed: {err}"))
-            return
-        finally:
-            sweep.probing = False
-            if not sweep.done.done() and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                sweep.done.cancel()
-        duration = time.monotonic() - started
-        log.debug("sweep of %d cameras took %.3fs", len(targets), duration)
-        await self.flush()
-        self.sweeps += 1
-        self.last_sweep = {
-            "started_at": started_wall,
-            "duration_s": round(duration, 3),
-            "cameras": len(targets),
-            "reachable": sum(r.reachable for r in results.values()),
-        }
-        if not sweep.done.done():
-            sweep.done.set_result(self.report(sweep.ids, results))
-
-    def report(self, ids: frozenset[str] | None, results: dict[str, ProbeResult]) -> dict[str, Any]:
-        """The reply of check_now, in the shape PumaGuard's web API used."""
-        cameras: dict[str, Any] = {}
-        for cam in self.cameras.values():
-            if ids is not None and cam.id not in ids:
-                continue
-            result = results.get(cam.id)
-            cameras[cam.id] = {
-                "hostname": cam.hostname,
-                "ip_address": cam.ip_address,
-                "mac_address": cam.mac_address,
-                "reachable": None if result is None else result.reachable,
-                "status": cam.status,
-                "last_seen": cam.last_seen,
-                "rtt_ms": None
-                if result is None or result.rtt_ms is None
-                else round(result.rtt_ms, 3),
-                "reason": result.reason if result else (cam.problem or "not checked"),
-            }
-        return {"status": "success", "message": "Heartbeat check completed", "cameras": cameras}
-
     # -- commands that change the camera list or settings ------------------------------
 
     def find(self, ref: str) -> Camera:
@@ -436,7 +311,7 @@ class Monitor:
 
     async def _check_quietly(self, ids: frozenset[str]) -> None:
         try:
-            await self.check_now(ids)
+            await self.schedule.check_now(ids)
         except HeartbeatError as err:
             log.debug("check after add failed: %s", err)
 
@@ -481,23 +356,16 @@ class Monitor:
             raise Conflict(f"not saved: {err}") from None
         self._adopt(snap, parse_settings(snap.doc, str(self.store.path)))
         log.info("setting %s changed to %r", key.name, stored)
-        self.next_due = min(self.next_due, time.monotonic() + self.settings.interval)
-        self._wake.set()
+        self.schedule.settings_changed()
         return self.settings
 
     # -- status -------------------------------------------------------------------------
-
-    def next_check_in(self) -> float | None:
-        """Seconds until the next scheduled sweep, or None when monitoring is off."""
-        if not self.settings.enabled:
-            return None
-        return max(0.0, self.next_due - time.monotonic())
 
     def status(self) -> dict[str, Any]:
         """Everything ``pumaguard-hb status`` shows."""
         cams = list(self.cameras.values())
         connected = sum(c.status == CONNECTED for c in cams)
-        nxt = self.next_check_in()
+        nxt = self.schedule.next_check_in()
         return {
             "daemon": {
                 "version": __version__,
@@ -508,14 +376,14 @@ class Monitor:
                 "effective_method": self.effective_method(),
                 "interval_s": self.settings.interval,
                 "next_check_in_s": None if nxt is None else round(nxt, 1),
-                "sweeping": self._current is not None,
+                "sweeping": self.schedule.sweeping,
                 "icmp_mode": self.icmp.mode.value,
                 "icmp_problem": self.icmp.problem or None,
                 "settings_path": str(self.store.path),
                 "settings_error": self.problems.get("settings"),
                 "write_error": self.problems.get("write"),
-                "last_sweep": self.last_sweep,
-                "sweeps": self.sweeps,
+                "last_sweep": self.schedule.last_sweep,
+                "sweeps": self.schedule.sweeps,
                 "writes": self.store.writes,
                 "settings": self.settings.as_dict(),
             },
@@ -545,9 +413,9 @@ class Monitor:
             body = f"monitoring disabled, {len(self.cameras)} cameras"
         else:
             connected = sum(c.status == CONNECTED for c in self.cameras.values())
-            nxt = self.next_check_in()
+            nxt = self.schedule.next_check_in()
             body = f"{connected}/{len(self.cameras)} cameras connected"
-            if self._current is not None:
+            if self.schedule.sweeping:
                 body += ", checking now"
             elif nxt is not None:
                 body += f", next check in {nxt:.0f}s"
