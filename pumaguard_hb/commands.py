@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, history, metrics
+from . import __version__, metrics
 from .errors import CameraNotFound, Conflict, Disabled, InvalidValue
 from .monitor import Monitor
 from .protocol import (
@@ -78,7 +78,7 @@ async def status(monitor: Monitor, args: dict[str, Any]) -> Any:
 def _status(monitor: Monitor) -> dict[str, Any]:
     """monitor.status() with the history: uptime_24h/uptime_7d/recent per camera."""
     result = monitor.status()
-    hist = history.attached(monitor)
+    hist = monitor.history
     if hist is None:
         result["daemon"]["history"] = {"available": False, "problem": "history not configured"}
         return result
@@ -90,7 +90,7 @@ def _status(monitor: Monitor) -> dict[str, Any]:
 
 async def history_cmd(monitor: Monitor, args: dict[str, Any]) -> Any:
     """State changes from the history file: optional "camera", "since" (Unix s), "limit"."""
-    hist = history.attached(monitor)
+    hist = monitor.history
     if hist is None or not hist.available:
         why = hist.problem if hist is not None else "history not configured"
         raise ProtocolError(CONFLICT, why or "history unavailable")
@@ -121,8 +121,7 @@ async def metrics_cmd(monitor: Monitor, args: dict[str, Any]) -> Any:
 
 def metrics_text(monitor: Monitor) -> str:
     """The exposition text of ``monitor`` (also served by the HTTP listener)."""
-    counter = metrics.attached(monitor)
-    return metrics.render(_status(monitor), counter.counts if counter else None)
+    return metrics.render(_status(monitor), monitor.changes)
 
 
 async def check_now(monitor: Monitor, args: dict[str, Any]) -> Any:

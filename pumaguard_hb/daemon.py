@@ -16,10 +16,8 @@ from .actions import Actions
 from .commands import metrics_text
 from .errors import SettingsError
 from .history import History
-from .history import attach as attach_history
 from .icmp import IcmpMode, detect_access
 from .metrics import MetricsServer
-from .metrics import attach as attach_metrics
 from .monitor import Monitor
 from .notify import Notifier, watchdog_interval
 from .paths import daemon_socket_path, state_dir
@@ -120,8 +118,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     the history and the optional metrics listener."""
     loop = asyncio.get_running_loop()
     if history is not None:
-        attach_history(monitor, history)
-    attach_metrics(monitor)
+        monitor.use_history(history)
     metrics_server = MetricsServer(lambda: metrics_text(monitor))
     notifier = Notifier()
     server = ControlServer(monitor, socket_path)

@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -388,6 +387,11 @@ class History:
             "recent": list(cam.recent),
         }
 
+    def last_change(self, camera_id: str) -> tuple[float, str] | None:
+        """(time, new status) of the camera's latest recorded change, if any."""
+        cam = self._cameras.get(camera_id)
+        return cam.changes[-1] if cam is not None and cam.changes else None
+
     def info(self) -> dict[str, Any]:
         """What ``status`` shows about the history itself."""
         return {
@@ -433,16 +437,3 @@ class History:
 
 
 # -- which History belongs to which Monitor (commands find it here) ----------------------------
-
-_ATTACHED: weakref.WeakKeyDictionary[Any, History] = weakref.WeakKeyDictionary()
-
-
-def attach(monitor: Any, history: History) -> None:
-    """Record ``monitor``'s state changes in ``history`` and let commands find it."""
-    _ATTACHED[monitor] = history
-    monitor.listeners.append(history.record)
-
-
-def attached(monitor: Any) -> History | None:
-    """The History of ``monitor``, if it has one."""
-    return _ATTACHED.get(monitor)

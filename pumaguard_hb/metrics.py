@@ -16,12 +16,9 @@ import asyncio
 import contextlib
 import logging
 import math
-import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
-
-from .events import StateChange
 
 log = logging.getLogger(__name__)
 
@@ -178,32 +175,6 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
         if f.samples:
             out.extend(f.lines())
     return "\n".join(out) + "\n"
-
-
-class ChangeCounter:
-    """A Monitor listener counting state changes per camera id."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def __call__(self, change: StateChange) -> None:
-        self.counts[change.camera_id] = self.counts.get(change.camera_id, 0) + 1
-
-
-_ATTACHED: weakref.WeakKeyDictionary[Any, ChangeCounter] = weakref.WeakKeyDictionary()
-
-
-def attach(monitor: Any) -> ChangeCounter:
-    """Count ``monitor``'s state changes; commands find the counter with :func:`attached`."""
-    counter = ChangeCounter()
-    _ATTACHED[monitor] = counter
-    monitor.listeners.append(counter)
-    return counter
-
-
-def attached(monitor: Any) -> ChangeCounter | None:
-    """The change counter of ``monitor``, if any."""
-    return _ATTACHED.get(monitor)
 
 
 # -- HTTP listener ---------------------------------------------------------------------------

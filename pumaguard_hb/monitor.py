@@ -12,7 +12,7 @@ import asyncio
 import copy
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .camera import (
@@ -37,6 +37,9 @@ from .settings import Settings, lookup_key, parse_settings, spelling_for
 from .store import Patch, SettingsFile, Snapshot, StoreError
 from .sweep import Target
 
+if TYPE_CHECKING:
+    from .history import History
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +59,8 @@ class Monitor:
         self.schedule = Schedule(self)
         self._flush_lock = asyncio.Lock()
         self.listeners: list[Listener] = []
+        self.changes: dict[str, int] = {}  # state changes per camera since start (metrics)
+        self.history: History | None = None
         self._duplicates: set[str] = set()  # camera ids already warned about as listed twice
 
     # -- settings -------------------------------------------------------------------------
@@ -182,8 +187,18 @@ class Monitor:
         elif cam.since is None:
             cam.since = cam.checked_at
 
+    def use_history(self, history: History) -> None:
+        """Record state changes in ``history``; take each camera's "since" from it."""
+        self.history = history
+        self.listeners.append(history.record)
+        for cam in self.cameras.values():
+            last = history.last_change(cam.id)
+            if last is not None and last[1] == cam.status:
+                cam.since = last[0]
+
     def _changed(self, cam: Camera, old: str | None, reason: str, method: str) -> None:
-        """Log a change of state once, and tell the listeners."""
+        """Log a change of state once, count it, and tell the listeners."""
+        self.changes[cam.id] = self.changes.get(cam.id, 0) + 1
         if cam.status == CONNECTED:
             log.log(NOTICE, "camera %s is up: %s", label(cam), reason)
         else:

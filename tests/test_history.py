@@ -215,6 +215,7 @@ def test_real_daemon_records_changes_and_survives_restart(
     wait_for(lambda: status_cam(d)["status"] == "disconnected")
     lst.open("127.0.0.2", addr[1])
     wait_for(lambda: status_cam(d)["status"] == "connected")
+    up_since = status_cam(d)["since"]
     hist = d.call("history", {"camera": "Microseven-Gate"})
     news = [c["new"] for c in hist["changes"]]
     assert news == ["connected", "disconnected", "connected"], hist
@@ -231,6 +232,8 @@ def test_real_daemon_records_changes_and_survives_restart(
     d2.settings = d.settings
     start(d2, state)
     wait_for(lambda: status_cam(d2)["status"] == "connected")
+    # "in this state since" comes from the history, not from the restart
+    assert status_cam(d2)["since"] == pytest.approx(up_since, abs=0.01)
     again = d2.call("history", {"camera": "00:11:22:33:44:01"})
     assert [c["new"] for c in again["changes"]][:3] == news
     assert [r["new"] for r in status_cam(d2)["recent"]][:3] == news
