@@ -302,7 +302,12 @@ def test_cli_as_group_member_and_stranger(station: Station) -> None:
         nspawn.background(start_camera(st.cams, CAM_PING_ONLY)),
         nspawn.background(start_camera(st.cams, CAM_SILENT)),
     ):
-        ok = st.hb("--json", "check-now", user="alice")
+        # the cameras' servers need a moment to listen (bounded retry, not a sleep)
+        for _ in range(20):
+            ok = st.hb("--json", "check-now", user="alice")
+            if ok.returncode == 0:
+                break
+            time.sleep(0.5)
         assert ok.returncode == 0, ok.stdout + ok.stderr
 
     # Daemon stopped: exit 3.
