@@ -114,7 +114,8 @@ def main() -> int:
     env = {**os.environ, "PUMAGUARD_HB_SOCKET": str(sock)}
     log = open(tmp / "daemon.log", "w")  # noqa: SIM115 - closed below
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "pumaguard_hb", "--settings", str(settings), "--socket", str(sock)],
+        [sys.executable, "-m", "pumaguard_hb", "--settings", str(settings), "--socket", str(sock),
+         "--state-dir", str(tmp / "state")],
         stdout=log, stderr=log, env=env)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
