@@ -9,6 +9,7 @@ import logging
 import resource
 import signal
 import sys
+import time
 from pathlib import Path
 
 from . import __version__, logs
@@ -150,11 +151,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     notifier.ready(monitor.summary_line())
     tasks = [
         asyncio.create_task(monitor.schedule.run(), name="sweeps"),
-        asyncio.create_task(_watch_file(monitor), name="watch-file"),
-        asyncio.create_task(_keep_status(monitor, notifier), name="status"),
-        asyncio.create_task(
-            metrics_server.watch(lambda: monitor.settings.metrics_listen), name="metrics"
-        ),
+        asyncio.create_task(_housekeeping(monitor, notifier, metrics_server), name="housekeeping"),
     ]
     if history is not None and history.available:
         tasks.append(asyncio.create_task(_keep_history(monitor, history), name="history"))
@@ -179,13 +176,23 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     return 1 if failed else 0
 
 
-async def _watch_file(monitor: Monitor) -> None:
-    """Notice edits by others (the web UI, a person) and reload them."""
-    while True:
-        await asyncio.sleep(FILE_POLL)
-        if monitor.file_changed():
-            monitor.reload("file changed")
-            await monitor.flush()  # changes held back while the file was broken
+async def _housekeeping(monitor: Monitor, notifier: Notifier, metrics: MetricsServer) -> None:
+    """One wake-up every FILE_POLL seconds (a Pi's CPU sleeps in between): notice edits of
+    the settings file by others (the web UI, a person), follow the metrics listener setting,
+    and, under systemd, keep STATUS= current."""
+    status_sent = 0.0
+    try:
+        while True:
+            if monitor.file_changed():
+                monitor.reload("file changed")
+                await monitor.flush()  # changes held back while the file was broken
+            await metrics.apply(monitor.settings.metrics_listen)
+            if notifier.enabled and time.monotonic() - status_sent >= STATUS_EVERY:
+                notifier.status(monitor.summary_line())
+                status_sent = time.monotonic()
+            await asyncio.sleep(FILE_POLL)
+    finally:
+        await metrics.close()
 
 
 async def _keep_history(monitor: Monitor, history: History) -> None:
@@ -195,12 +202,6 @@ async def _keep_history(monitor: Monitor, history: History) -> None:
         history.days = monitor.settings.history_days
         if history.needs_prune():
             await asyncio.to_thread(history.prune_quietly)
-
-
-async def _keep_status(monitor: Monitor, notifier: Notifier) -> None:
-    while True:
-        notifier.status(monitor.summary_line())
-        await asyncio.sleep(STATUS_EVERY)
 
 
 async def _watchdog(notifier: Notifier, interval: float) -> None:

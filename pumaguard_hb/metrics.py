@@ -27,7 +27,6 @@ PREFIX = "pumaguard_heartbeat_"
 MAX_REQUEST = 8192
 REQUEST_TIMEOUT = 5.0
 MAX_CLIENTS = 16
-WATCH_EVERY = 2.0  # seconds between checks of camera_heartbeat_metrics_listen
 
 
 def escape_label(value: Any) -> str:
@@ -233,15 +232,6 @@ class MetricsServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
             self.server = None
-
-    async def watch(self, wanted: Callable[[], str]) -> None:
-        """Follow the setting (read by ``wanted``) until cancelled."""
-        try:
-            while True:
-                await self.apply(wanted())
-                await asyncio.sleep(WATCH_EVERY)
-        finally:
-            await self.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._clients >= MAX_CLIENTS:

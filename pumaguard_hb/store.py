@@ -29,6 +29,10 @@ from .errors import HeartbeatError, SettingsError
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = 10.0
+# libyaml's C parser and emitter when PyYAML has them (Debian's and PyPI's do): the same
+# documents and bytes as the pure-Python ones, at a tenth of the CPU (bench/yaml_cost.py)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 CAMERA_KEY_ORDER = ("hostname", "ip_address", "last_seen", "mac_address", "status")
 
 
@@ -125,6 +129,42 @@ def _ordered(entry: dict[str, Any]) -> list[str]:
     return known + sorted(k for k in entry if k not in CAMERA_KEY_ORDER)
 
 
+def _parse(text: str) -> Any:
+    """The document, by libyaml when it can; what only PyYAML's own parser accepts (such as
+    a lone-surrogate escape that the web UI's PyYAML wrote) is still read, not called broken."""
+    if _LOADER is not yaml.SafeLoader and _shallow(text):
+        try:
+            return yaml.load(text, Loader=_LOADER)
+        except yaml.YAMLError:
+            pass
+    return yaml.load(text, Loader=yaml.SafeLoader)
+
+
+def _emit(doc: dict[str, Any], allow_unicode: bool) -> str:
+    """The document as PyYAML writes it (the web UI's own writer) by libyaml when it can;
+    what only PyYAML's emitter can write (a lone surrogate, as an escape) is still written."""
+    options: dict[str, Any] = {
+        "sort_keys": False,
+        "default_flow_style": False,
+        "allow_unicode": allow_unicode,
+    }
+    if _DUMPER is not yaml.SafeDumper:
+        try:
+            return str(yaml.dump(doc, Dumper=_DUMPER, **options))
+        except (yaml.YAMLError, UnicodeEncodeError):
+            pass
+    return str(yaml.dump(doc, Dumper=yaml.SafeDumper, **options))
+
+
+def _shallow(text: str) -> bool:
+    """True when the text cannot nest deeper than libyaml's C stack takes (it recursed to a
+    segfault at 200,000 levels here, fine at 20,000): flow nesting needs a bracket per level,
+    block nesting a longer line or indent per level. PyYAML's own parser stops deep ones with
+    a RecursionError instead, which read() turns into a settings error."""
+    brackets = text.count("[") + text.count("{")
+    return brackets <= 5000 and max(map(len, text.splitlines()), default=0) <= 10000
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The file's contents and identity when it was read."""
@@ -179,7 +219,7 @@ class SettingsFile:
             raise SettingsError(str(self.path), "keeps changing while being read")
         try:
             text = data.decode("utf-8")
-            doc = yaml.safe_load(text)
+            doc = _parse(text)
         except UnicodeDecodeError as err:
             raise SettingsError(str(self.path), f"is not UTF-8 text ({err.reason})") from None
         except yaml.YAMLError as err:
@@ -236,12 +276,7 @@ class SettingsFile:
             return Snapshot(snap.doc, self.identity(), snap.ascii_only)
 
     def _replace(self, snap: Snapshot) -> None:
-        text = yaml.safe_dump(
-            snap.doc,
-            sort_keys=False,
-            default_flow_style=False,
-            allow_unicode=not snap.ascii_only,
-        )
+        text = _emit(snap.doc, allow_unicode=not snap.ascii_only)
         target = Path(os.path.realpath(self.path))
         folder = target.parent
         tmp = folder / f".{target.name}.tmp-{os.getpid()}"

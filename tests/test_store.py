@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,27 @@ def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
     assert doc["web-counter"] == rounds
     assert len(doc["cameras"]) == 2 + rounds
     assert doc["plugs"][0]["hostname"] == "shellyplug-s-1A2B3C"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * 200_000 + "]" * 200_000 + "\n",  # flow nesting
+        "a:\n" + "- " * 200_000 + "x\n",  # block nesting on one line
+    ],
+    ids=["flow", "block"],
+)
+def test_absurd_nesting_is_a_settings_error_not_a_crash(tmp_path: Path, text: str) -> None:
+    """libyaml's C parser recurses on the C stack and dies of this; the store must not."""
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom pumaguard_hb.store import SettingsFile\n"
+        "from pumaguard_hb.errors import SettingsError\n"
+        f"try:\n    SettingsFile(Path({str(path)!r})).read()\n"
+        "except SettingsError as err:\n    print('settings error:', err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert done.stdout.startswith("settings error:"), done.stdout
