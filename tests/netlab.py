@@ -477,7 +477,6 @@ class Lab:
         self._next4 = 0
         self._next6 = 0
         self._answering: set[str] = set()
-        self._netem = False
         self._closed = False
         self._lock = threading.Lock()
         with _LIVE_LOCK:
@@ -729,43 +728,29 @@ class Lab:
         """
         self.sysctl("net.ipv4.ping_group_range", f"{low}\t{high}")
 
-    def netem(self, *, loss_percent: float = 0.0, delay_ms: float = 0.0) -> None:
-        """Shape packets sent back by the cameras (replies): random loss and/or delay.
+    def lossy(self, percent: int) -> None:
+        """Drop *percent* % of everything the cameras send (replies), at random.
 
-        Uses ``tc qdisc ... netem`` on the cameras side of the veth. Raises NetlabError
-        with the reason when ``tc`` or the kernel's netem qdisc is unavailable.
+        An nftables ``numgen random`` rule in the cameras namespace (this machine's kernel
+        has no netem qdisc). ``lossy(0)`` removes it. Raises NetlabError without ``nft``.
         """
-        if shutil.which("tc") is None:
-            raise NetlabError("netem needs the `tc` command (iproute2)")
-        args = ["netem"]
-        if loss_percent:
-            args += ["loss", f"{loss_percent}%"]
-        if delay_ms:
-            args += ["delay", f"{delay_ms}ms"]
-        verb = "change" if self._netem else "add"
-        cmd = ["tc", "-n", self.cameras, "qdisc", verb, "dev", CAMERAS_VETH, "root", *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_CMD_TIMEOUT)
-        if proc.returncode != 0:
-            raise NetlabError(
-                f"netem unavailable ({' '.join(cmd)}): {proc.stderr.strip()} "
-                "(kernel needs CONFIG_NET_SCH_NETEM)"
+        if shutil.which("nft") is None:
+            raise NetlabError("packet loss needs the `nft` command (apt-get install nftables)")
+        rules = "flush ruleset\n"
+        if percent:
+            rules += (
+                "table inet lossy {\n chain out {\n  type filter hook output priority 0;\n"
+                f"  {'' if percent >= 100 else f'numgen random mod 100 < {int(percent)} '}drop\n"
+                " }\n}\n"
             )
-        self._netem = True
-
-    def netem_loss(self, percent: float) -> None:
-        """Drop *percent* % of the cameras' replies at random (see :meth:`netem`)."""
-        self.netem(loss_percent=percent)
-
-    def clear_netem(self) -> None:
-        """Remove any loss/delay set by :meth:`netem`."""
-        if self._netem:
-            subprocess.run(
-                ["tc", "-n", self.cameras, "qdisc", "del", "dev", CAMERAS_VETH, "root"],
-                capture_output=True,
-                timeout=_CMD_TIMEOUT,
-                check=True,
-            )
-            self._netem = False
+        subprocess.run(
+            ["ip", "netns", "exec", self.cameras, "nft", "-f", "-"],
+            input=rules,
+            text=True,
+            capture_output=True,
+            check=True,
+            timeout=_CMD_TIMEOUT,
+        )
 
     # ---- processes in the prober namespace
 

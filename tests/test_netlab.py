@@ -365,15 +365,15 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-# --------------------------------------------------------------------------- netem
+# --------------------------------------------------------------------------- loss
 
 
-def test_netem_loss(lab: Lab) -> None:
-    try:
-        lab.netem_loss(100)
-    except NetlabError as err:
-        pytest.skip(str(err))
+def test_lossy_drops_about_the_share_asked(lab: Lab) -> None:
     ip = lab.add_camera_ip()
-    assert not lab.ping(ip, timeout=0.5).replied
-    lab.clear_netem()
-    assert lab.ping(ip, timeout=1.0).replied
+    lab.lossy(100)
+    assert not lab.ping(ip, timeout=0.3).replied
+    lab.lossy(50)
+    replied = sum(lab.ping(ip, timeout=0.3).replied for _ in range(100))
+    assert 20 <= replied <= 80, replied  # binomial(100, 0.5): outside this is ~1e-9
+    lab.lossy(0)
+    assert all(lab.ping(ip, timeout=1.0).replied for _ in range(5))

@@ -1,14 +1,13 @@
 """No false "down" from a lost packet: thresholds and several ICMP packets, on a lossy link.
 
-The cameras' namespace drops 30 % of everything it sends (an nftables ``numgen random``
-rule: this kernel has no netem). Sweeps are driven by ``check_now`` so the test counts
-sweeps, not seconds.
+The cameras' namespace drops 30 % of everything it sends (``Lab.lossy``: an nftables
+``numgen random`` rule, as this kernel has no netem). Sweeps are driven by ``check_now``
+so the test counts sweeps, not seconds.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,23 +28,6 @@ def folder() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="phb-thresholds-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def lossy(lab: Lab, percent: int) -> None:
-    """Drop ``percent`` % of the packets the cameras send back, at random."""
-    if shutil.which("nft") is None:
-        pytest.fail("nft not installed (apt-get install nftables; ./dev setup does it)")
-    rules = (
-        "table inet lossy {\n chain out {\n  type filter hook output priority 0;\n"
-        f"  numgen random mod 100 < {percent} drop\n }}\n}}\n"
-    )
-    subprocess.run(
-        ["ip", "netns", "exec", lab.cameras, "nft", "-f", "-"],
-        input=rules,
-        text=True,
-        check=True,
-        timeout=30,
-    )
 
 
 def run(lab: Lab, folder: Path, ips: list[str], **keys: object) -> tuple[Daemon, list[int]]:
@@ -72,7 +54,7 @@ def run(lab: Lab, folder: Path, ips: list[str], **keys: object) -> tuple[Daemon,
 
 def test_single_lost_packets_raise_false_alarms_without_thresholds(lab: Lab, folder: Path) -> None:
     ips = lab.add_camera_ips(CAMERAS)
-    lossy(lab, 30)
+    lab.lossy(30)
     d, downs = run(lab, folder, ips)
     try:
         print(
@@ -88,7 +70,7 @@ def test_thresholds_and_packets_suppress_them_but_report_a_real_outage(
     lab: Lab, folder: Path
 ) -> None:
     ips = lab.add_camera_ips(CAMERAS)
-    lossy(lab, 30)
+    lab.lossy(30)
     d, downs = run(
         lab,
         folder,
