@@ -132,7 +132,12 @@ def test_sigkill_at_random_moments_never_damages_the_file(tmp_path: Path,
     print(f"\n{rounds} SIGKILLs across >= {writes} settings writes; file intact every time; "
           f"{torn} kills landed mid-write (a temp file left behind, removed by the next write)")
     assert writes >= 150, writes
-    # the next daemon sweeps away what killed ones left half-written
+    # the next daemon sweeps away what killed ones left half-written. Both cameras up, so
+    # that it has something to write (the togglers may have stopped with both down, and a
+    # sweep that changes nothing rightly writes nothing)
+    for ip in (ip1, ip2):
+        if (ip, port) not in listeners.socks:
+            listeners.open(ip, port)
     d.start()
     wait_for(lambda: d.call("status")["daemon"]["writes"] >= 1, timeout=10)
     d.stop()
