@@ -38,6 +38,9 @@ def wait_for(predicate: Any, timeout: float = 10.0, step: float = 0.05) -> Any:
         time.sleep(step)
 
 
+RUNNING: set[Daemon] = set()  # started and not yet stopped; conftest stops them after a test
+
+
 class Daemon:
     """A real ``pumaguard-heartbeat`` process on a temp settings file and socket."""
 
@@ -79,6 +82,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             cmd, env=full_env, stdout=self._log, stderr=self._log, cwd=REPO
         )
+        RUNNING.add(self)
         if wait:
             self.wait_ready()
         return self
@@ -123,7 +127,16 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+        RUNNING.discard(self)
         return self.proc.returncode
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left_behind() -> Iterator[None]:
+    """Stop every daemon a test started, even when the test failed before stopping it."""
+    yield
+    for d in list(RUNNING):
+        d.stop()
 
 
 @pytest.fixture

@@ -24,7 +24,16 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import REPO, Daemon, Listeners, camera, is_root, wait_for, write_settings
+from harness import (
+    REPO,
+    RUNNING,
+    Daemon,
+    Listeners,
+    camera,
+    is_root,
+    wait_for,
+    write_settings,
+)
 
 from pumaguard_hb.client import ClientError
 from pumaguard_hb.protocol import ProtocolError
@@ -234,6 +243,7 @@ class Station:
             self.d._log = open(self.d.log_path, "ab")  # noqa: SIM115 - closed by Daemon.stop
             self.d.proc = subprocess.Popen(cmd, env=env, stdout=self.d._log,
                                            stderr=self.d._log, cwd="/")
+            RUNNING.add(self.d)  # stopped after the test even if it fails
             self.d.wait_ready()
         self.wait_file_status("connected")
 
