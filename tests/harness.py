@@ -133,9 +133,14 @@ class Daemon:
 
 @pytest.fixture(autouse=True)
 def no_daemon_left_behind() -> Iterator[None]:
-    """Stop every daemon a test started, even when the test failed before stopping it."""
+    """Stop every daemon a test started, even when the test failed before stopping it.
+
+    Daemons of module- or session-scoped fixtures were started before this fixture and
+    are left to their own teardown.
+    """
+    before = set(RUNNING)
     yield
-    for d in list(RUNNING):
+    for d in RUNNING - before:
         d.stop()
 
 
