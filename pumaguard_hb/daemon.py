@@ -24,7 +24,7 @@ from .notify import Notifier, watchdog_interval
 from .paths import daemon_socket_path, state_dir
 from .server import ControlServer, SocketInUse
 from .settings import default_settings_path
-from .store import SettingsFile
+from .settings_file import SettingsFile
 
 log = logging.getLogger("pumaguard_hb")
 

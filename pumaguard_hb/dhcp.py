@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .camera import CONNECTED, DISCONNECTED, Camera, clean_hostname, normalize_ip, normalize_mac
 from .errors import InvalidValue
-from .store import Patch
+from .filestore import Patch
 
 ACTIONS = ("add", "old", "del")
 IGNORED_ACTIONS = ("init", "tftp", "arp-add", "arp-del", "relay-snoop")

@@ -25,7 +25,7 @@ from .client import Client, DaemonNotRunning, NoAnswer
 from .dhcp import ACTIONS, plan_event
 from .errors import SettingsError
 from .settings import KEYS_BY_NAME, Settings, default_settings_path, parse_settings, raw_value
-from .store import SettingsFile
+from .settings_file import SettingsFile
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def apply_to_file(
     outcome = plan_event(action, mac, ip, hostname, known, _patterns(doc, path), now_iso())
     if outcome.patch is None:
         return EventResult(outcome.message, "ignored", path, daemon_problem)
-    store.update(outcome.patch)  # files it creates go to the folder's owner (the service)
+    store.update(outcome.patch.apply)  # files it creates go to the folder's owner (the service)
     return EventResult(outcome.message, "file", path, daemon_problem)
 
 

@@ -29,12 +29,13 @@ from .camera import (
 from .dhcp import plan_event
 from .errors import CameraNotFound, Conflict, HeartbeatError, InvalidValue, SettingsError
 from .events import Listener, StateChange
+from .filestore import Patch
 from .icmp import IcmpAccess, IcmpMode
 from .logs import NOTICE
 from .probe import DEFAULT_PORTS, ProbeResult
 from .schedule import Schedule
 from .settings import Settings, lookup_key, parse_settings, spelling_for
-from .store import Patch, SettingsFile, Snapshot, StoreError
+from .settings_file import SettingsFile, Snapshot, StoreError
 from .sweep import Target
 
 if TYPE_CHECKING:
@@ -230,7 +231,9 @@ class Monitor:
                 return  # the file does not parse, or vanished: never write over it
             patch, self.pending = self.pending, Patch()
             try:
-                snap = await asyncio.to_thread(self.store.update, patch, self.identity is not None)
+                snap = await asyncio.to_thread(
+                    self.store.update, patch.apply, self.identity is not None
+                )
             except (SettingsError, StoreError) as err:
                 patch.merge(self.pending)
                 self.pending = patch
@@ -366,7 +369,9 @@ class Monitor:
         patch = Patch(settings={spelling_for(self.doc, key): stored})
         try:
             async with self._flush_lock:
-                snap = await asyncio.to_thread(self.store.update, patch, self.identity is not None)
+                snap = await asyncio.to_thread(
+                    self.store.update, patch.apply, self.identity is not None
+                )
         except (SettingsError, StoreError) as err:
             raise Conflict(f"not saved: {err}") from None
         self._adopt(snap, parse_settings(snap.doc, str(self.store.path)))

@@ -37,7 +37,7 @@ from harness import (
 
 from pumaguard_hb.client import ClientError
 from pumaguard_hb.protocol import ProtocolError
-from pumaguard_hb.store import SettingsFile
+from pumaguard_hb.settings_file import SettingsFile
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="needs root (tmpfs, setpriv, chown)")
 

@@ -353,7 +353,7 @@ def test_camera_entries_never_raise(entry: Any) -> None:
 
 def test_settings_yaml_round_trip_of_hostile_docs(tmp_path: Path) -> None:
     """Hostile YAML documents (anchors, tags, deep nesting) give a SettingsError or work."""
-    from pumaguard_hb.store import SettingsFile
+    from pumaguard_hb.settings_file import SettingsFile
     docs = [
         b"a: &x [1, *x]\n",
         b"!!python/object/apply:os.system ['true']\n",

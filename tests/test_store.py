@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from pumaguard_hb.errors import SettingsError
-from pumaguard_hb.store import Patch, SettingsFile
+from pumaguard_hb.filestore import Patch
+from pumaguard_hb.settings_file import SettingsFile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pumaguard-webui-settings.yaml"
 
@@ -24,7 +25,7 @@ def test_fixture_patch_changes_only_owned_fields_byte_for_byte(tmp_path: Path) -
     path.write_text(original)
     patch = Patch()
     patch.set_fields("aa:bb:cc:dd:ee:01", status="connected", last_seen="2026-11-27T01:02:03Z")
-    SettingsFile(path).update(patch)
+    SettingsFile(path).update(patch.apply)
     after = path.read_text()
     expected = original.replace(
         "  last_seen: '2024-01-15T09:02:44Z'\n  mac_address: aa:bb:cc:dd:ee:01\n"
@@ -43,7 +44,7 @@ def test_no_write_when_nothing_changes(tmp_path: Path) -> None:
     store = SettingsFile(path)
     patch = Patch()
     patch.set_fields("aa:bb:cc:dd:ee:ff", status="connected")  # already so
-    store.update(patch)
+    store.update(patch.apply)
     assert store.writes == 0
     assert os.stat(path).st_ino == before.st_ino
 
@@ -56,7 +57,7 @@ def test_mode_and_owner_are_kept(tmp_path: Path) -> None:
         os.chown(path, 1234, 4321)
     patch = Patch()
     patch.set_fields("aa:bb:cc:dd:ee:ff", status="disconnected")
-    SettingsFile(path).update(patch)
+    SettingsFile(path).update(patch.apply)
     st = os.stat(path)
     assert stat.S_IMODE(st.st_mode) == 0o640
     if os.geteuid() == 0:
@@ -71,7 +72,7 @@ def test_broken_file_is_never_written_over(tmp_path: Path) -> None:
     patch = Patch()
     patch.add_camera("aa:bb:cc:dd:ee:09", {"hostname": "new", "mac_address": "aa:bb:cc:dd:ee:09"})
     with pytest.raises(SettingsError, match="does not parse as YAML at line"):
-        SettingsFile(path).update(patch)
+        SettingsFile(path).update(patch.apply)
     assert path.read_text() == broken
 
 
@@ -97,7 +98,7 @@ def test_missing_file_is_an_empty_document_and_can_be_created(tmp_path: Path) ->
             "last_seen": "x",
         },
     )
-    store.update(patch)
+    store.update(patch.apply)
     doc = yaml.safe_load(path.read_text())
     assert doc["cameras"][0]["hostname"] == "Microseven-1"
     assert list(doc["cameras"][0]) == [
@@ -114,7 +115,7 @@ def test_vanished_file_is_not_recreated_when_it_must_exist(tmp_path: Path) -> No
     patch = Patch()
     patch.set_fields("aa:bb:cc:dd:ee:ff", status="connected")
     with pytest.raises(SettingsError, match="deleted"):
-        SettingsFile(path).update(patch, must_exist=True)
+        SettingsFile(path).update(patch.apply, must_exist=True)
     assert not path.exists()
 
 
@@ -126,7 +127,7 @@ def test_removed_camera_and_foreign_fields(tmp_path: Path) -> None:
     patch = Patch()
     patch.remove_camera("aa:bb:cc:dd:ee:01")
     patch.set_fields("aa:bb:cc:dd:ee:ff", last_seen="2026-01-01T00:00:00Z")
-    SettingsFile(path).update(patch)
+    SettingsFile(path).update(patch.apply)
     after = yaml.safe_load(path.read_text())
     assert [c["mac_address"] for c in after["cameras"]] == ["aa:bb:cc:dd:ee:ff"]
     assert after["cameras"][0]["web_ui_field"] == {"nested": [1, 2]}
@@ -142,7 +143,7 @@ def test_symlinked_settings_file_stays_a_symlink(tmp_path: Path) -> None:
     link.symlink_to(real)
     patch = Patch()
     patch.set_fields("aa:bb:cc:dd:ee:ff", status="disconnected")
-    SettingsFile(link).update(patch)
+    SettingsFile(link).update(patch.apply)
     assert link.is_symlink()
     assert "status: disconnected" in real.read_text().split("aa:bb:cc:dd:ee:ff")[1]
 
@@ -168,13 +169,13 @@ def _daemon_writer(path: str, rounds: int) -> None:
             last_seen=f"2026-01-01T00:00:{i % 60:02d}Z",
             status="connected" if i % 2 else "disconnected",
         )
-        store.update(patch)
+        store.update(patch.apply)
         patch = Patch()
         patch.add_camera(
             f"02:00:00:00:{i // 256:02x}:{i % 256:02x}",
             {"hostname": f"cam{i}", "mac_address": f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"},
         )
-        store.update(patch)
+        store.update(patch.apply)
 
 
 def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
@@ -210,7 +211,8 @@ def test_absurd_nesting_is_a_settings_error_not_a_crash(tmp_path: Path, text: st
     path = tmp_path / "s.yaml"
     path.write_text(text)
     code = (
-        "import sys\nfrom pathlib import Path\nfrom pumaguard_hb.store import SettingsFile\n"
+        "import sys\nfrom pathlib import Path\n"
+        "from pumaguard_hb.settings_file import SettingsFile\n"
         "from pumaguard_hb.errors import SettingsError\n"
         f"try:\n    SettingsFile(Path({str(path)!r})).read()\n"
         "except SettingsError as err:\n    print('settings error:', err)\n"

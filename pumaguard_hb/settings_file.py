@@ -2,7 +2,7 @@
 
 Every write takes an exclusive ``flock`` on a sidecar lock file (``<file>.lock``,
 shared with any other cooperating writer), re-reads the file, applies a
-:class:`Patch`, and replaces the file atomically (temp file in the same folder,
+the caller's change, and replaces the file atomically (temp file in the same folder,
 fsync, rename, fsync of the folder), keeping its mode and owner. A file that
 does not parse is never written over.
 """
@@ -16,14 +16,13 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .camera import camera_id
 from .errors import HeartbeatError, SettingsError
 
 log = logging.getLogger(__name__)
@@ -38,95 +37,6 @@ CAMERA_KEY_ORDER = ("hostname", "ip_address", "last_seen", "mac_address", "statu
 
 class StoreError(HeartbeatError):
     """The settings file could not be written (disk full, read-only, permission, ...)."""
-
-
-@dataclass
-class Patch:
-    """What the daemon wants to change in the file: only fields and cameras it owns."""
-
-    camera_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
-    added: dict[str, dict[str, Any]] = field(default_factory=dict)
-    removed: set[str] = field(default_factory=set)
-    settings: dict[str, Any] = field(default_factory=dict)  # key spelling → value
-
-    def __bool__(self) -> bool:
-        return bool(self.camera_fields or self.added or self.removed or self.settings)
-
-    def set_fields(self, cid: str, **values: Any) -> None:
-        """Record new values for daemon-owned fields of camera ``cid``."""
-        if cid in self.added:
-            self.added[cid].update(values)
-        else:
-            self.camera_fields.setdefault(cid, {}).update(values)
-
-    def add_camera(self, cid: str, entry: dict[str, Any]) -> None:
-        """Record a camera the daemon learned (DHCP) or was told to add."""
-        self.removed.discard(cid)
-        self.added[cid] = dict(entry)
-
-    def remove_camera(self, cid: str) -> None:
-        """Record that camera ``cid`` goes away."""
-        self.added.pop(cid, None)
-        self.camera_fields.pop(cid, None)
-        self.removed.add(cid)
-
-    def merge(self, later: Patch) -> None:
-        """Fold a newer patch into this one (used when a write failed and is retried)."""
-        for cid in later.removed:
-            self.remove_camera(cid)
-        for cid, entry in later.added.items():
-            self.add_camera(cid, entry)
-        for cid, values in later.camera_fields.items():
-            self.set_fields(cid, **values)
-        self.settings.update(later.settings)
-
-    def apply(self, doc: dict[str, Any]) -> bool:
-        """Apply to a freshly read document; True when the document changed."""
-        changed = False
-        for key, value in self.settings.items():
-            if doc.get(key, _MISSING) != value:
-                doc[key] = value
-                changed = True
-        cameras = doc.get("cameras")
-        if not isinstance(cameras, list):
-            if not self.added:
-                return changed
-            cameras = []
-            doc["cameras"] = cameras
-        kept: list[Any] = []
-        seen: set[str] = set()
-        for entry in cameras:
-            cid = camera_id(entry) if isinstance(entry, dict) else None
-            if cid is not None and cid in self.removed:
-                changed = True
-                continue
-            if cid is not None and cid in seen:
-                kept.append(entry)  # listed twice: the daemon uses the first; leave this alone
-                continue
-            if cid is not None:
-                seen.add(cid)
-                values = dict(self.camera_fields.get(cid, {}))
-                values.update(self.added.get(cid, {}))
-                for k, v in values.items():
-                    if entry.get(k, _MISSING) != v:
-                        entry[k] = v
-                        changed = True
-            kept.append(entry)
-        for cid, entry in self.added.items():
-            if cid not in seen:
-                kept.append({k: entry[k] for k in _ordered(entry)})
-                changed = True
-        if changed:
-            doc["cameras"] = kept
-        return changed
-
-
-_MISSING = object()
-
-
-def _ordered(entry: dict[str, Any]) -> list[str]:
-    known = [k for k in CAMERA_KEY_ORDER if k in entry]
-    return known + sorted(k for k in entry if k not in CAMERA_KEY_ORDER)
 
 
 def _parse(text: str) -> Any:
@@ -260,8 +170,11 @@ class SettingsFile:
         finally:
             os.close(fd)
 
-    def update(self, patch: Patch, must_exist: bool = False) -> Snapshot:
-        """Lock, re-read, apply ``patch``, write if anything changed; return what is on disk.
+    def update(
+        self, change: Callable[[dict[str, Any]], bool], must_exist: bool = False
+    ) -> Snapshot:
+        """Lock, re-read, let ``change`` edit the document (it returns True when it changed
+        anything), write if it did; return what is on disk.
 
         With ``must_exist``, a file that has vanished is not created anew (it was
         deleted under a running daemon: writing only our part would lose the rest).
@@ -270,7 +183,7 @@ class SettingsFile:
             snap = self.read()
             if must_exist and snap.identity is None:
                 raise SettingsError(str(self.path), "was deleted")  # never re-created partially
-            if not patch.apply(snap.doc):
+            if not change(snap.doc):
                 return snap
             self._replace(snap)
             return Snapshot(snap.doc, self.identity(), snap.ascii_only)
