@@ -2,6 +2,11 @@
 
 Imported only for human output, so ``--json`` never pays for rich. Colour only
 on a terminal and when ``NO_COLOR`` is unset; otherwise plain text, no escape codes.
+
+Every text that comes from outside (hostnames from DHCP, the settings file or
+``camera add``, reasons, problems, paths) reaches rich as a :class:`~rich.text.Text`,
+never as a ``str``: rich parses strings as console markup, so ``Microseven-Gate[/]``
+would raise a MarkupError and ``[bold]`` would vanish. :func:`lit` is the one way in.
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ from rich.table import Table
 from rich.text import Text
 
 STATUS_STYLE = {"connected": "bold green", "disconnected": "bold red"}
+
+
+def lit(value: Any, style: str = "") -> Text:
+    """``value`` as literal text: shown exactly as it is, never read as rich markup."""
+    return value if isinstance(value, Text) else Text(str(value), style=style)
 
 
 def wants_colour(stream: IO[str]) -> bool:
@@ -92,7 +102,7 @@ def rtt(value: Any) -> str:
 def status_text(status: Any) -> Text:
     """The camera's status word, coloured."""
     word = str(status or "unknown")
-    return Text(word, style=STATUS_STYLE.get(word, "yellow"))
+    return lit(word, STATUS_STYLE.get(word, "yellow"))
 
 
 def uptime(value: Any) -> str:
@@ -165,21 +175,21 @@ def camera_table(cameras: list[dict[str, Any]], now: float, check: bool = False)
     if not check:
         table.add_column("DETAIL")
     for cam in cameras:
-        row: list[Text | str] = [
-            cam.get("hostname") or "-",
-            cam.get("ip_address") or "-",
-            cam.get("mac_address") or "-",
+        row: list[Text] = [
+            lit(cam.get("hostname") or "-"),
+            lit(cam.get("ip_address") or "-"),
+            lit(cam.get("mac_address") or "-"),
             status_text(cam.get("status")),
-            last_seen(cam.get("last_seen"), now),
-            rtt(cam.get("rtt_ms")),
+            lit(last_seen(cam.get("last_seen"), now)),
+            lit(rtt(cam.get("rtt_ms"))),
         ]
         if not check:
             since = parse_time(cam.get("since"))
-            row.append("-" if since is None else duration(now - since))
+            row.append(lit("-" if since is None else duration(now - since)))
         if history:
-            row += [uptime(cam.get("uptime_24h")), uptime(cam.get("uptime_7d"))]
+            row += [lit(uptime(cam.get("uptime_24h"))), lit(uptime(cam.get("uptime_7d")))]
         detail = cam.get("problem") or cam.get("reason") or ""
-        row.append(Text(str(detail), style="dim") if detail else "")
+        row.append(lit(detail, "dim"))
         table.add_row(*row)
     return table
 
@@ -190,23 +200,23 @@ def watch_table(
     """The live view's table: fits a narrow terminal (no MAC, relative times, one line per
     camera; only the detail is cut short, and the strip is halved below 110 columns)."""
     cells = STRIP_CELLS if width is None or width >= 110 else STRIP_CELLS // 2
-    rows: list[list[Text | str]] = []
+    rows: list[list[Text]] = []
     for cam in cameras:
         seen = parse_time(cam.get("last_seen"))
         since = parse_time(cam.get("since"))
         detail = cam.get("problem") or cam.get("reason") or ""
         rows.append(
             [
-                cam.get("hostname") or cam.get("id") or "-",
-                cam.get("ip_address") or "-",
+                lit(cam.get("hostname") or cam.get("id") or "-"),
+                lit(cam.get("ip_address") or "-"),
                 status_text(cam.get("status")),
-                "never" if seen is None else f"{duration(now - seen)} ago",
-                rtt(cam.get("rtt_ms")),
-                "-" if since is None else duration(now - since),
-                uptime(cam.get("uptime_24h")),
-                uptime(cam.get("uptime_7d")),
+                lit("never" if seen is None else f"{duration(now - seen)} ago"),
+                lit(rtt(cam.get("rtt_ms"))),
+                lit("-" if since is None else duration(now - since)),
+                lit(uptime(cam.get("uptime_24h"))),
+                lit(uptime(cam.get("uptime_7d"))),
                 strip(cam, now, cell, cells),
-                Text(str(detail), style="dim"),
+                lit(detail, "dim"),
             ]
         )
     names = ("NAME", "IP", "STATUS", "LAST SEEN", "RTT", "IN STATE", "UP 24H", "UP 7D", "RECENT")
@@ -239,7 +249,7 @@ class _Lines:
 
 def _line(console: Console | _Lines, label: str, value: Text | str) -> None:
     text = Text(f"{label:<11}", style="bold")
-    text.append(value if isinstance(value, Text) else Text(value))
+    text.append(lit(value))
     console.print(text)
 
 
@@ -267,9 +277,9 @@ def status_view(
         method = str(d.get("method"))
         effective = d.get("effective_method")
         if effective and effective != method:
-            method_text = Text(f"{method} (effective: {effective})", style="yellow")
+            method_text = lit(f"{method} (effective: {effective})", "yellow")
         else:
-            method_text = Text(method)
+            method_text = lit(method)
         method_text.append(f", every {_seconds(d.get('interval_s'))}")
         _line(console, "method", method_text)
         if d.get("sweeping"):
@@ -279,17 +289,17 @@ def status_view(
             _line(console, "next check", f"in {duration(nxt)} ({local_time(now + nxt)})")
     else:
         _line(console, "monitoring", Text("disabled (camera_heartbeat_enabled: false)", "yellow"))
-    icmp = Text(str(d.get("icmp_mode")))
+    icmp = lit(d.get("icmp_mode"))
     if d.get("icmp_problem"):
         icmp.append(f": {d['icmp_problem']}", style="red")
     _line(console, "ICMP", icmp)
     _line(console, "settings", str(d.get("settings_path")))
     hist = d.get("history")
     if isinstance(hist, dict) and not hist.get("available"):
-        _line(console, "history", Text(f"unavailable: {hist.get('problem')}", style="yellow"))
+        _line(console, "history", lit(f"unavailable: {hist.get('problem')}", "yellow"))
     for key, label in (("settings_error", "settings error"), ("write_error", "write error")):
         if d.get(key):
-            console.print(Text(f"{label}: {d[key]}", style="bold red"))
+            console.print(lit(f"{label}: {d[key]}", "bold red"))
     total = summary.get("total", 0)
     connected = summary.get("connected", 0)
     style = "green" if connected == total else "red"
@@ -322,7 +332,7 @@ def print_check(result: dict[str, Any], console: Console | None = None) -> None:
     )
     reachable = sum(1 for c in rows if c.get("reachable"))
     if not rows:
-        console.print("no cameras to check")
+        console.print(lit("no cameras to check"))
         return
     console.print(camera_table(rows, time.time(), check=True))
     style = "green" if reachable == len(rows) else "red"
@@ -340,23 +350,23 @@ def print_history(result: dict[str, Any], console: Console | None = None) -> Non
     console = console or make_console()
     changes = result.get("changes") or []
     if not changes:
-        console.print("no changes of state recorded")
+        console.print(lit("no changes of state recorded"))
         return
     table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
     for column in ("TIME", "CAMERA", "IP", "CHANGE", "METHOD", "REASON"):
         table.add_column(column)
     for c in changes:
         at = parse_time(c.get("at"))
-        change = Text(str(c.get("old") or "(new)"), style=STATUS_STYLE.get(str(c.get("old")), ""))
+        change = lit(c.get("old") or "(new)", STATUS_STYLE.get(str(c.get("old")), ""))
         change.append(" → ")
         change.append(str(c.get("new")), style=STATUS_STYLE.get(str(c.get("new")), "yellow"))
         table.add_row(
-            "-" if at is None else local_time(at),
-            c.get("hostname") or c.get("camera_id") or "-",
-            c.get("ip_address") or "-",
+            lit("-" if at is None else local_time(at)),
+            lit(c.get("hostname") or c.get("camera_id") or "-"),
+            lit(c.get("ip_address") or "-"),
             change,
-            c.get("method") or "-",
-            Text(str(c.get("reason") or ""), style="dim"),
+            lit(c.get("method") or "-"),
+            lit(c.get("reason") or "", "dim"),
         )
     console.print(table)
     if result.get("more"):
