@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from helpers_cli import HbDaemon, Listeners, camera_entry, clean_env, run_cli, write_settings
-from rich.console import Console
-
 from pumaguard_hb_cli import render
+from rich.console import Console
 
 HOSTILE = ["Microseven-Gate[/]", "Microseven-[bold]Barn", "Microseven-[red]X[/red]", "[/]"]
 
