@@ -28,9 +28,44 @@ from .errors import HeartbeatError, SettingsError
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = 10.0
+SETTLE_TIMEOUT = 2.0  # seconds a torn read (empty, shrunk, unparsable) is given to settle
+SETTLE_QUIET = 0.2  # seconds the file's identity must stay unchanged to count as written
+SETTLE_STEP = 0.02
 # libyaml's C parser and emitter when PyYAML has them (Debian's and PyPI's do): the same
 # documents and bytes as the pure-Python ones, at a tenth of the CPU (bench/yaml_cost.py)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _ValueFailed(yaml.constructor.ConstructorError):
+    """A value PyYAML's constructors could not build (``2024-02-30``, ``!!int abc``): they
+    raise a plain ValueError/TypeError/OverflowError without a position; this one has it."""
+
+
+class _Marked:
+    """A loader mixin: every failure to build a value becomes a YAML error at its line."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as err:  # whatever a constructor raises: ValueError, TypeError, ...
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            value = node.value if isinstance(node, yaml.ScalarNode) else node.tag
+            problem = f"{value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: {detail}"
+            raise _ValueFailed(None, None, problem, node.start_mark) from None
+
+
+class _PySafeLoader(_Marked, yaml.SafeLoader):
+    pass
+
+
+_LOADER: type = _PySafeLoader
+if hasattr(yaml, "CSafeLoader"):
+
+    class _CSafeLoader(_Marked, yaml.CSafeLoader):
+        pass
+
+    _LOADER = _CSafeLoader
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 CAMERA_KEY_ORDER = ("hostname", "ip_address", "last_seen", "mac_address", "status")
 
@@ -39,15 +74,21 @@ class StoreError(HeartbeatError):
     """The settings file could not be written (disk full, read-only, permission, ...)."""
 
 
+class BeingWritten(SettingsError):
+    """The file is empty or half-written by a writer that saves in place (it is not used)."""
+
+
 def _parse(text: str) -> Any:
     """The document, by libyaml when it can; what only PyYAML's own parser accepts (such as
     a lone-surrogate escape that the web UI's PyYAML wrote) is still read, not called broken."""
-    if _LOADER is not yaml.SafeLoader and _shallow(text):
+    if _LOADER is not _PySafeLoader and _shallow(text):
         try:
             return yaml.load(text, Loader=_LOADER)
+        except _ValueFailed:
+            raise  # the value is wrong, not libyaml: PyYAML's parser would say the same
         except yaml.YAMLError:
             pass
-    return yaml.load(text, Loader=yaml.SafeLoader)
+    return yaml.load(text, Loader=_PySafeLoader)
 
 
 def _emit(doc: dict[str, Any], allow_unicode: bool) -> str:
@@ -87,9 +128,14 @@ class Snapshot:
 class SettingsFile:
     """The shared settings file at ``path``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, settle_timeout: float | None = None) -> None:
         self.path = Path(path).absolute()
         self.writes = 0
+        self.lock_timeout = LOCK_TIMEOUT  # the daemon's stop bounds it well inside its stop timeout
+        # size of the last good version read or written: an empty file after a non-empty
+        # one is a write in progress (None: nothing read yet)
+        self.last_good_size: int | None = None
+        self.settle_timeout = SETTLE_TIMEOUT if settle_timeout is None else settle_timeout
 
     @property
     def lock_path(self) -> Path:
@@ -111,11 +157,81 @@ class SettingsFile:
         return (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
 
     def read(self) -> Snapshot:
-        """Parse the file; a missing file is an empty document; SettingsError otherwise."""
+        """Parse the file; a missing file is an empty document; SettingsError otherwise.
+
+        Never returns a torn read: writers such as the PumaGuard web UI and nano save by
+        truncating the file in place and then writing it (no lock, no rename), so a reader
+        can meet an empty or half-written file. An empty file where the last good read was
+        not empty, a file that shrank, or one that does not parse is settled first: re-read
+        (bounded, :data:`SETTLE_TIMEOUT`) until its identity (size, ctime) has been still
+        for :data:`SETTLE_QUIET` and it parses. An empty file that stays empty is
+        :class:`BeingWritten`, a SettingsError: callers keep their last good settings
+        and skip the write.
+        """
+        data, before = self._read_settled_bytes()
+        if before is None:
+            return Snapshot({}, None)
+        suspect = self._suspect(data)
+        if suspect:
+            data, before = self._settle(data, before)
+            if before is None:
+                return Snapshot({}, None)
+        doc = self._decode(data)
+        self.last_good_size = len(data)
+        return Snapshot(doc, before, ascii_only=data.isascii())
+
+    def _suspect(self, data: bytes) -> bool:
+        """True when ``data`` may be a write caught half-way (it is settled before use)."""
+        last = self.last_good_size
+        if not data.strip():
+            return True  # empty: truncated and not written yet, unless it stays so
+        if last is not None and len(data) < last:
+            return True  # shrank: may be a prefix of what is being written
+        try:
+            self._decode(data)
+        except SettingsError:
+            return True  # may be cut in the middle of a line
+        return False
+
+    def _settle(
+        self, data: bytes, identity: tuple[int, int, int, int]
+    ) -> tuple[bytes, tuple[int, int, int, int] | None]:
+        """Wait (bounded) until the file has been still for SETTLE_QUIET and is not torn."""
+        deadline = time.monotonic() + self.settle_timeout
+        still_since = time.monotonic()
+        while True:
+            time.sleep(SETTLE_STEP)
+            now = self.identity()
+            if now is None:
+                return b"", None
+            if now != identity:
+                data, again = self._read_settled_bytes()
+                if again is None:
+                    return b"", None
+                identity = again
+                still_since = time.monotonic()
+            quiet = time.monotonic() - still_since >= SETTLE_QUIET
+            empty = not data.strip()
+            if quiet and not empty:
+                return data, identity  # still and not empty: a finished write (or a broken one)
+            if quiet and empty and not self.last_good_size:
+                return data, identity  # was empty before, or never read: an empty file
+            if time.monotonic() >= deadline:
+                if empty:
+                    raise BeingWritten(
+                        str(self.path),
+                        f"is empty (it had {self.last_good_size} bytes): a writer truncated it "
+                        f"and has not written it in {self.settle_timeout:g}s; not used, "
+                        "and never written over",
+                    )
+                return data, identity
+
+    def _read_settled_bytes(self) -> tuple[bytes, tuple[int, int, int, int] | None]:
+        """The bytes and the identity they were read at (unchanged across the read)."""
         for _ in range(5):
             before = self.identity()
             if before is None:
-                return Snapshot({}, None)
+                return b"", None
             try:
                 data = self.path.read_bytes()
             except FileNotFoundError:
@@ -123,10 +239,12 @@ class SettingsFile:
             except OSError as err:
                 raise SettingsError(str(self.path), f"cannot read: {err.strerror}") from None
             if self.identity() == before:
-                break
+                return data, before
             time.sleep(0.05)  # somebody is writing it right now; read a settled version
-        else:
-            raise SettingsError(str(self.path), "keeps changing while being read")
+        raise SettingsError(str(self.path), "keeps changing while being read")
+
+    def _decode(self, data: bytes) -> dict[str, Any]:
+        """The document in ``data``; every failure to parse is a SettingsError."""
         try:
             text = data.decode("utf-8")
             doc = _parse(text)
@@ -139,11 +257,16 @@ class SettingsFile:
             raise SettingsError(str(self.path), f"does not parse as YAML{at}: {problem}") from None
         except RecursionError:  # PyYAML composes recursively: "[[[[..." would escape as a crash
             raise SettingsError(str(self.path), "is nested too deeply to be settings") from None
+        except Exception as err:  # PyYAML's constructors raise whatever they meet
+            # ValueError for a date such as 2024-02-30 or !!int abc, TypeError, OverflowError..:
+            # a typo in the file is a settings error, never a crash of the daemon
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise SettingsError(str(self.path), f"does not parse as YAML: {detail}") from None
         if doc is None:
             doc = {}
         if not isinstance(doc, dict):
             raise SettingsError(str(self.path), "must be a YAML mapping of keys to values")
-        return Snapshot(doc, before, ascii_only=data.isascii())
+        return doc
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -155,7 +278,7 @@ class SettingsFile:
         except OSError as err:
             raise StoreError(f"cannot open lock file {self.lock_path}: {err.strerror}") from None
         try:
-            deadline = time.monotonic() + LOCK_TIMEOUT
+            deadline = time.monotonic() + self.lock_timeout
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -163,7 +286,8 @@ class SettingsFile:
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise StoreError(
-                            f"{self.lock_path} is held by another writer for {LOCK_TIMEOUT:.0f}s"
+                            f"{self.lock_path} is held by another writer for "
+                            f"{self.lock_timeout:.0f}s"
                         ) from None
                     time.sleep(0.01)
             yield
@@ -229,6 +353,7 @@ class SettingsFile:
                 os.unlink(tmp)
             raise StoreError(f"cannot write {self.path}: {err.strerror}") from None
         self.writes += 1
+        self.last_good_size = len(text.encode("utf-8"))
         try:
             dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:

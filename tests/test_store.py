@@ -7,6 +7,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import yaml
 
 from pumaguard_hb.errors import SettingsError
 from pumaguard_hb.filestore import Patch
-from pumaguard_hb.settings_file import SettingsFile
+from pumaguard_hb.settings_file import BeingWritten, SettingsFile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pumaguard-webui-settings.yaml"
 
@@ -221,3 +223,95 @@ def test_absurd_nesting_is_a_settings_error_not_a_crash(tmp_path: Path, text: st
                           timeout=120, cwd=Path(__file__).parent.parent)
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
     assert done.stdout.startswith("settings error:"), done.stdout
+
+
+# -- every failure to parse is a settings error (issue 11, item 5) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("when: 2024-02-30\n", "'2024-02-30' is not a valid timestamp"),  # ValueError in PyYAML
+        ("n: !!int abc\n", "'abc' is not a valid int"),
+        ("x: !!float nope\n", "'nope' is not a valid float"),
+        ("cameras:\n- last_seen: 2024-13-01\n", "at line 3, column 14"),
+        ("b: {x: !!bool maybe}\n", "'maybe' is not a valid bool"),  # a KeyError inside PyYAML
+        ("v: !!binary '%%%'\nw: !!timestamp 2024-02-30T25:00:00Z\n", "timestamp"),
+    ],
+)
+def test_every_failure_to_parse_is_a_settings_error(
+    tmp_path: Path, text: str, shown: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("camera-heartbeat-interval: 30\n" + text)
+    with pytest.raises(SettingsError) as err:
+        SettingsFile(path).read()
+    assert "does not parse as YAML" in str(err.value)
+    assert shown in str(err.value)
+    assert len(str(err.value).splitlines()) == 1
+
+
+# -- never a torn read (issue 10, "never act on a torn read") --------------------------------
+
+
+GOOD = {"camera-heartbeat-interval": 30, "plugs": [{"hostname": "p"}], "cameras": []}
+
+
+def _slow_write(path: Path, text: str, pause: float, pieces: int = 4) -> threading.Thread:
+    """Save as the web UI and nano do: truncate in place, then write in pieces."""
+
+    def run() -> None:
+        with open(path, "w") as f:  # O_TRUNC: the file is empty from here on
+            time.sleep(pause)
+            step = len(text) // pieces + 1
+            for i in range(0, len(text), step):
+                f.write(text[i : i + step])
+                f.flush()
+                time.sleep(pause)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_an_empty_file_after_a_good_one_is_a_write_in_progress(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    store = SettingsFile(path, settle_timeout=0.5)
+    assert store.read().doc == GOOD
+    path.write_text("")  # truncated, and the writer never finished
+    with pytest.raises(BeingWritten, match="is empty"):
+        store.read()
+    with pytest.raises(SettingsError):  # so no write takes it as its base
+        store.update(lambda doc: doc.setdefault("cameras", [{"hostname": "x"}]) is not None)
+    assert path.read_text() == ""
+    assert store.writes == 0
+
+
+def test_a_file_written_in_place_is_read_once_written(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    store = SettingsFile(path)
+    assert store.read().doc == GOOD
+    big = {**GOOD, "padding": ["x" * 60 for _ in range(200)]}
+    writer = _slow_write(path, yaml.safe_dump(big), 0.05)
+    try:
+        time.sleep(0.01)  # the writer has truncated: empty, then a growing prefix
+        assert store.read().doc == big
+    finally:
+        writer.join()
+    small = {**GOOD, "cameras": [{"hostname": "only"}]}
+    writer = _slow_write(path, yaml.safe_dump(small), 0.05)
+    try:
+        time.sleep(0.08)  # a prefix that parses and is shorter than the last good read
+        assert store.read().doc == small
+    finally:
+        writer.join()
+
+
+def test_an_empty_file_never_read_before_is_empty_settings(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("")
+    store = SettingsFile(path, settle_timeout=0.5)
+    assert store.read().doc == {}
+    assert store.read().doc == {}  # and stays so: the last good read was empty too
