@@ -14,6 +14,7 @@ Before anything else, two things a fresh machine does not give the tests:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -54,10 +55,8 @@ def _remove_stale_mounts() -> None:
 
 def _unmount(d: Path) -> None:
     subprocess.run(["umount", "--lazy", str(d)], capture_output=True, check=False)
-    try:
+    with contextlib.suppress(OSError):
         d.rmdir()
-    except OSError:
-        pass
 
 
 def _restart_from_a_reachable_path() -> None:
