@@ -368,6 +368,38 @@ def test_yaml_broken_mid_run_then_fixed(station: Station) -> None:
               lambda: s.d.settings.write_bytes(broken), fix, same)
 
 
+TYPOS = {
+    "date": ("typo-date: 2024-02-30\n", "'2024-02-30' is not a valid timestamp"),
+    "int": ("typo-int: !!int abc\n", "'abc' is not a valid int"),
+}
+
+
+@pytest.mark.parametrize("typo", sorted(TYPOS))
+def test_value_typo_mid_run_keeps_the_daemon_up(station: Station, typo: str) -> None:
+    """PyYAML raises a plain ValueError for these: still a settings error, never a crash."""
+    s = station
+    good = s.d.settings.read_bytes()
+    line, needle = TYPOS[typo]
+    broken = good + line.encode()
+    run_fault(s, "settings", needle, lambda: s.d.settings.write_bytes(broken),
+              lambda: s.d.settings.write_bytes(good),
+              lambda: None if s.d.settings.read_bytes() == broken else pytest.fail("overwritten"))
+
+
+@pytest.mark.parametrize("typo", sorted(TYPOS))
+def test_value_typo_at_start_exits_78_with_one_line(tmp_path: Path, typo: str) -> None:
+    line, needle = TYPOS[typo]
+    d = Daemon(tmp_path)
+    d.settings.write_text("camera-heartbeat-interval: 30\ncameras: []\n" + line)
+    d.start(wait=False)
+    assert d.proc is not None
+    assert d.proc.wait(timeout=30) == 78
+    d.stop()
+    lines = [ln for ln in d.log().splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert str(d.settings) in lines[0] and needle in lines[0] and "line 3" in lines[0]
+
+
 def test_yaml_nested_too_deeply_mid_run(station: Station) -> None:
     s = station
     good = s.d.settings.read_bytes()
