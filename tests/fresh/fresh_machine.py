@@ -1,0 +1,385 @@
+"""The README's two commands on a fresh Debian machine, as a new user runs them.
+
+For each Debian release asked for: a minimal root file system (mmdebstrap --variant=apt
+plus git, ca-certificates, sudo, systemd, dbus, iproute2; built once and cached in
+CACHE_DIR like the systemd tests' base), a throw-away overlay on it, the host's apt
+sources, pip configuration and CA certificates (what any machine on this network has),
+a ``git clone`` of the commit under test into /root, and then, inside a systemd-nspawn
+container with every capability (the tests make network namespaces and boot containers
+of their own), exactly::
+
+    sudo ./dev demo --duration N
+    sudo ./dev test [PYTEST ARGS]
+
+``--full SUITE`` runs the whole suite there; ``--quick SUITE`` runs setup, the demo and
+a fast subset (QUICK_TESTS). Everything it starts is removed at the end, also on failure
+or SIGTERM. Exit status 0 only if every step passed.
+
+Usage: /usr/bin/python3 tests/fresh/fresh_machine.py [--full trixie] [--quick bookworm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "systemd"))
+
+import nspawn  # noqa: E402
+
+#: What a minimal fresh machine has (besides mmdebstrap's --variant=apt).
+FRESH_PACKAGES = ("git", "ca-certificates", "sudo", "systemd", "dbus", "iproute2")
+HOOKS = ('echo fresh > "$1/etc/hostname"', ': > "$1/etc/machine-id"')
+CLONE = "/root/pumaguard-heartbeat"
+#: The fast subset for --quick: the CLI and daemon end to end, the dnsmasq hook, and
+#: the package under a real systemd (builds the .deb, boots a nested container).
+QUICK_TESTS = (
+    "tests/test_daemon.py",
+    "tests/test_hook.py",
+    "tests/systemd/test_systemd_unit.py",
+)
+DEMO_SECONDS = 20
+#: Debian's default limits for a login (a fresh machine's), not this host's.
+NOFILE = "1024:524288"
+CODENAMES = ("bookworm", "trixie")
+
+
+def log(msg: str) -> None:
+    print(f"[fresh] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# What the container gets from the host
+
+
+def host_codename() -> str:
+    return nspawn.host_suite()
+
+
+def apt_sources(suite: str) -> dict[str, str]:
+    """The host's enabled apt sources, for ``suite`` instead of the host's release."""
+    host = host_codename()
+    out: dict[str, str] = {}
+    files = [Path("/etc/apt/sources.list")] if Path("/etc/apt/sources.list").exists() else []
+    files += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    files += sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    for f in files:
+        text = f.read_text()
+        if host not in text:
+            continue  # not Debian's (or not for a release): a fresh machine lacks it
+        text = re.sub(rf"\b{host}(?=[-\s]|$)", suite, text, flags=re.M)
+        rel = str(f.relative_to("/"))
+        out[rel] = text
+    return out
+
+
+def local_apt_conf() -> list[Path]:
+    """apt.conf.d files of this machine (not from a package), but the image's docker-*."""
+    found = []
+    for f in sorted(Path("/etc/apt/apt.conf.d").iterdir()):
+        if f.name.startswith("docker-") or not f.is_file():
+            continue
+        owned = subprocess.run(["dpkg", "-S", str(f)], capture_output=True).returncode == 0
+        if not owned:
+            found.append(f)
+    return found
+
+
+def pip_config() -> tuple[dict[str, Path], dict[str, str]]:
+    """pip's configuration files (container path -> host file) and PIP_* variables."""
+    files: dict[str, Path] = {}
+    if Path("/etc/pip.conf").is_file():
+        files["/etc/pip.conf"] = Path("/etc/pip.conf")
+    xdg = Path("/etc/xdg/pip")
+    if xdg.is_dir():
+        for f in xdg.iterdir():
+            if f.is_file():
+                files[f"/etc/xdg/pip/{f.name}"] = f
+    home = Path(os.environ.get("HOME", "/root"))
+    user = Path(os.environ.get("XDG_CONFIG_HOME", home / ".config")) / "pip"
+    if user.is_dir():
+        for f in user.iterdir():
+            if f.is_file():
+                files[f"/root/.config/pip/{f.name}"] = f
+    env = {k: v for k, v in os.environ.items() if k.startswith("PIP_")}
+    return files, env
+
+
+def referenced_dirs(texts: list[str]) -> list[Path]:
+    """Local folders that pip's configuration points at (find-links, file:// indexes)."""
+    dirs: set[Path] = set()
+    for text in texts:
+        for m in re.finditer(r"(?:file://)?(/(?:opt|srv|var|usr/local|home|mnt)/[^\s,;\"']+)", text):
+            p = Path(m.group(1).rstrip("/"))
+            if p.name == "simple":  # an index: its files are beside it
+                p = p.parent
+            if p.is_dir():
+                dirs.add(p)
+            elif p.parent.is_dir() and p.parent != Path("/"):
+                dirs.add(p.parent)
+    # keep only the outermost
+    return sorted(d for d in dirs if not any(o != d and o in d.parents for o in dirs))
+
+
+def host_ca_certs() -> list[str]:
+    """Every certificate of the host's bundle (this network intercepts TLS)."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if not bundle.exists():
+        return []
+    return re.findall(
+        r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", bundle.read_text(), re.S
+    )
+
+
+# --------------------------------------------------------------------------
+# One fresh machine
+
+
+class FreshMachine:
+    """An overlay on the cached minimal rootfs, configured like a machine of this network."""
+
+    def __init__(self, suite: str, commit: str) -> None:
+        self.suite = suite
+        self.commit = commit
+        self.name = f"pghb-fresh-{os.getpid()}-{suite}"
+        self.state = nspawn.CACHE_DIR / f"fresh-state-{suite}"
+        self.binds: list[str] = []
+        self.setenv: list[str] = []
+        self.ov: nspawn.Overlay | None = None
+        self.cgroups: list[Path] = []
+
+    def __enter__(self) -> FreshMachine:
+        start = time.monotonic()
+        base = nspawn.cached_rootfs("fresh", self.suite, FRESH_PACKAGES, HOOKS)
+        log(f"{self.suite}: minimal rootfs {base.name} ready in {time.monotonic() - start:.0f}s")
+        self.ov = nspawn.Overlay(base, prefix="pghb-fresh").__enter__()
+        try:
+            self._configure()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for cg in self.cgroups:
+            nspawn._remove_cgroup_tree(cg)
+            with contextlib.suppress(OSError):
+                cg.parent.rmdir()
+        self.cgroups = []
+        if self.ov is not None:
+            self.ov.__exit__()
+            self.ov = None
+        shutil.rmtree(self.state / "var-tmp", ignore_errors=True)
+
+    def _configure(self) -> None:
+        assert self.ov is not None
+        root = self.ov.root
+        # apt: the host's sources (for this release) and its local settings
+        for f in (root / "etc/apt/sources.list.d").glob("*"):
+            f.unlink()
+        (root / "etc/apt/sources.list").unlink(missing_ok=True)
+        sources = apt_sources(self.suite)
+        if not sources:
+            raise nspawn.HarnessError("no Debian apt sources found on the host")
+        for rel, text in sources.items():
+            (root / rel).write_text(text)
+        for f in local_apt_conf():
+            shutil.copy2(f, root / "etc/apt/apt.conf.d" / f.name)
+        # pip: configuration files, PIP_* variables, and the local folders they name
+        files, env = pip_config()
+        for inside, host in files.items():
+            target = root / inside.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(host, target)
+        texts = [f.read_text(errors="replace") for f in files.values()] + list(env.values())
+        for d in referenced_dirs(texts):
+            (root / str(d).lstrip("/")).mkdir(parents=True, exist_ok=True)
+            self.binds.append(f"--bind-ro={d}")
+        self.setenv += [f"--setenv={k}={v}" for k, v in env.items()]
+        # CA certificates: the host's, as local ones (kept when ca-certificates updates)
+        local = root / "usr/local/share/ca-certificates"
+        local.mkdir(parents=True, exist_ok=True)
+        for i, pem in enumerate(host_ca_certs()):
+            (local / f"host-{i:03d}.crt").write_text(pem + "\n")
+        # Caches kept between runs: downloaded .debs and the systemd tests' own rootfs.
+        # /var/tmp on a real file system: the tests put overlays there.
+        for sub, inside in (
+            ("apt-archives", "/var/cache/apt/archives"),
+            ("tests-cache", "/var/cache/pumaguard-hb-tests"),
+            ("var-tmp", "/var/tmp"),
+        ):
+            host_dir = self.state / sub
+            host_dir.mkdir(parents=True, exist_ok=True)
+            (root / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            self.binds.append(f"--bind={host_dir}:{inside}")
+        # The repository under test, read-only, to clone from
+        (root / "mnt/source").mkdir(parents=True, exist_ok=True)
+        self.binds.append(f"--bind-ro={nspawn.REPO}:/mnt/source")
+        self.ov.chroot("update-ca-certificates >/dev/null 2>&1")
+
+    def run(self, script: str, timeout: float) -> int:
+        """Run a bash script in the container as root (in a login shell); stream its output."""
+        assert self.ov is not None
+        cgroups = []
+        for croot in nspawn._cgroup_roots():
+            cg = croot / nspawn.CGROUP_PARENT / self.name
+            cg.mkdir(parents=True, exist_ok=True)
+            cgroups.append(cg)
+            if cg not in self.cgroups:
+                self.cgroups.append(cg)
+
+        def enter_cgroup() -> None:
+            for cg in cgroups:
+                (cg / "cgroup.procs").write_text(str(os.getpid()))
+
+        cmd = [
+            "systemd-nspawn",
+            "--quiet",
+            "--register=no",
+            "--keep-unit",
+            "--as-pid2",
+            f"--machine={self.name}",
+            f"--directory={self.ov.root}",
+            # The suite creates network namespaces, mounts overlays and boots containers
+            # of its own: all capabilities, no user namespace, the host's network (the
+            # package registries; the tests only use loopback and their own namespaces).
+            "--capability=all",
+            "--private-users=no",
+            f"--rlimit=NOFILE={NOFILE}",
+            "--setenv=CI=true",
+            "--setenv=HOME=/root",
+            "--setenv=LANG=C.UTF-8",
+            "--setenv=TERM=dumb",
+            *self.setenv,
+            *self.binds,
+            "--chdir=/root",
+            "/bin/bash",
+            "-lc",
+            script,
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PATH=nspawn.SYSTEM_PATH),
+            start_new_session=True,
+            preexec_fn=enter_cgroup,
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        try:
+            for line in iter(proc.stdout.readline, b""):
+                sys.stdout.write(f"[{self.suite}] " + line.decode(errors="replace"))
+                sys.stdout.flush()
+                if time.monotonic() > deadline:
+                    log(f"{self.suite}: timed out after {timeout:.0f}s")
+                    break
+            try:
+                return proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return 124
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+            for cg in cgroups:
+                nspawn._remove_cgroup_tree(cg)
+
+
+def check(suite: str, full: bool, commit: str) -> list[tuple[str, int, float]]:
+    """Clone, demo, test on a fresh ``suite``; returns (step, exit status, seconds)."""
+    results: list[tuple[str, int, float]] = []
+    test_cmd = "sudo ./dev test" + ("" if full else " " + " ".join(QUICK_TESTS))
+    steps = [
+        (
+            f"git clone into {CLONE}",
+            f"git clone -q /mnt/source {CLONE} && cd {CLONE} && git checkout -q --detach "
+            f"{commit} && git log --oneline -1",
+            300,
+        ),
+        (
+            f"sudo ./dev demo --duration {DEMO_SECONDS}",
+            f"cd {CLONE} && sudo ./dev demo --duration {DEMO_SECONDS}",
+            900,
+        ),
+        (test_cmd, f"cd {CLONE} && {test_cmd}", 3000 if full else 1500),
+    ]
+    with FreshMachine(suite, commit) as m:
+        for name, script, timeout in steps:
+            log(f"{suite}: {name}")
+            start = time.monotonic()
+            rc = m.run(script, timeout)
+            took = time.monotonic() - start
+            results.append((name, rc, took))
+            log(f"{suite}: {name}: exit {rc} after {took:.0f}s")
+            if rc != 0 and name.startswith("git clone"):
+                break
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="append", default=[], choices=CODENAMES)
+    parser.add_argument("--quick", action="append", default=[], choices=CODENAMES)
+    parser.add_argument("--commit", default="HEAD", help="commit to clone (default HEAD)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("fresh_machine.py needs root (mmdebstrap, systemd-nspawn)", file=sys.stderr)
+        return 2
+    why = nspawn.missing_requirements()
+    if why:
+        print(why, file=sys.stderr)
+        return 2
+    if not args.full and not args.quick:
+        other = nspawn.other_suite() or "trixie"
+        args.full, args.quick = [other], [host_codename()]
+    commit = nspawn.run_host(
+        ["git", "-C", nspawn.REPO, "rev-parse", args.commit], timeout=30
+    ).stdout.strip()
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    summary: list[tuple[str, str, int, float]] = []
+    start = time.monotonic()
+    for suite, full in [(s, True) for s in args.full] + [(s, False) for s in args.quick]:
+        t0 = time.monotonic()
+        try:
+            for name, rc, took in check(suite, full, commit):
+                summary.append((suite, name, rc, took))
+        except nspawn.HarnessError as exc:
+            log(f"{suite}: could not set up the fresh machine: {exc}")
+            summary.append((suite, "set up the fresh machine", 1, time.monotonic() - t0))
+        log(f"{suite}: {time.monotonic() - t0:.0f}s in all")
+
+    print("\n==> fresh machines (commit " + commit[:10] + ")", flush=True)
+    for suite, name, rc, took in summary:
+        word = "passed" if rc == 0 else f"FAILED (exit {rc})"
+        print(f"    {suite:9} {word:16} {took:6.0f}s  {name}")
+    failed = [s for s in summary if s[2] != 0]
+    print(f"    total {time.monotonic() - start:.0f}s")
+    print(f"fresh-machine: {len(summary) - len(failed)} passed, {len(failed)} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
