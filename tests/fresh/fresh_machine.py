@@ -38,7 +38,14 @@ import nspawn  # noqa: E402
 
 #: What a minimal fresh machine has (besides mmdebstrap's --variant=apt).
 FRESH_PACKAGES = ("git", "ca-certificates", "sudo", "systemd", "dbus", "iproute2")
-HOOKS = ('echo fresh > "$1/etc/hostname"', ': > "$1/etc/machine-id"')
+HOSTNAME = "fresh"
+HOOKS = (
+    f'echo {HOSTNAME} > "$1/etc/hostname"',
+    ': > "$1/etc/machine-id"',
+    # as Debian's installer writes it (sudo looks the host name up)
+    f'printf "127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n::1\tlocalhost ip6-localhost\n"'
+    ' > "$1/etc/hosts"',
+)
 CLONE = "/root/pumaguard-heartbeat"
 #: The fast subset for --quick: the CLI and daemon end to end, the dnsmasq hook, and
 #: the package under a real systemd (builds the .deb, boots a nested container).
@@ -118,7 +125,9 @@ def referenced_dirs(texts: list[str]) -> list[Path]:
     """Local folders that pip's configuration points at (find-links, file:// indexes)."""
     dirs: set[Path] = set()
     for text in texts:
-        for m in re.finditer(r"(?:file://)?(/(?:opt|srv|var|usr/local|home|mnt)/[^\s,;\"']+)", text):
+        for m in re.finditer(
+            r"(?:file://)?(/(?:opt|srv|var|usr/local|home|mnt)/[^\s,;\"']+)", text
+        ):
             p = Path(m.group(1).rstrip("/"))
             if p.name == "simple":  # an index: its files are beside it
                 p = p.parent
@@ -248,6 +257,7 @@ class FreshMachine:
             "--keep-unit",
             "--as-pid2",
             f"--machine={self.name}",
+            f"--hostname={HOSTNAME}",
             f"--directory={self.ov.root}",
             # The suite creates network namespaces, mounts overlays and boots containers
             # of its own: all capabilities, no user namespace, the host's network (the

@@ -13,7 +13,8 @@ VERSION=${PUMAGUARD_WEBUI_VERSION:-25.post66}
 VENV=${PUMAGUARD_WEBUI_VENV:-.cache/webui-venv}
 PY=/usr/bin/python3
 STAMP="$VENV/.installed-pumaguard-$VERSION"
-DEPS="flask flask-cors zeroconf PyYAML requests"
+# setuptools: pumaguard imports it, and Python 3.12+ venvs (Debian 13) no longer bring it.
+DEPS="flask flask-cors zeroconf PyYAML requests setuptools"
 
 if [ -f "$STAMP" ] && "$VENV/bin/python" -c 'import pumaguard.web_ui' >/dev/null 2>&1; then
 	exit 0
