@@ -94,19 +94,32 @@ def camera_id(entry: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass
-class Camera:
-    """One camera as the daemon sees it: the settings entry plus what probing learned."""
+@dataclass(frozen=True)
+class Spec:
+    """What the station says a camera is: owned by whoever edits the station (the web UI, a
+    person, DHCP). The daemon never changes a spec on its own judgement."""
 
     id: str
     hostname: str
     ip_address: str
     mac_address: str
-    status: str
-    last_seen: str | None
-    problem: str | None = None  # why it is skipped (e.g. an invalid IP), if it is
     overrides: dict[str, Any] = field(default_factory=dict)  # method, port, timeout, path
-    # what the daemon learned while running; not persisted
+    problem: str | None = None  # why it is not probed (e.g. an invalid IP), if it is not
+
+    @property
+    def probe_ip(self) -> str | None:
+        """The address to probe, or None when the camera has no usable IP."""
+        return None if self.problem or not self.ip_address else self.ip_address
+
+
+@dataclass
+class Observed:
+    """What the daemon observed of a camera: owned by the daemon alone. A status written
+    by somebody else is a report, adopted only for a camera the daemon has not yet seen."""
+
+    status: str = DISCONNECTED
+    last_seen: str | None = None  # last good contact, ISO 8601 UTC
+    known: bool = False  # True once a probe or a DHCP event of this run said something
     rtt_ms: float | None = None
     since: float | None = None  # wall-clock time the current status began, if seen
     reason: str = ""
@@ -115,37 +128,88 @@ class Camera:
     fails: int = 0  # failed checks in a row
     successes: int = 0  # successful checks in a row
 
+
+@dataclass
+class Camera:
+    """One camera: its spec (what it is) and what the daemon observed of it."""
+
+    spec: Spec
+    seen: Observed = field(default_factory=Observed)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def hostname(self) -> str:
+        return self.spec.hostname
+
+    @property
+    def ip_address(self) -> str:
+        return self.spec.ip_address
+
+    @property
+    def mac_address(self) -> str:
+        return self.spec.mac_address
+
+    @property
+    def problem(self) -> str | None:
+        return self.spec.problem
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return self.spec.overrides
+
     @property
     def probe_ip(self) -> str | None:
-        """The address to probe, or None when the camera has no usable IP."""
-        return None if self.problem or not self.ip_address else self.ip_address
+        return self.spec.probe_ip
+
+    @property
+    def status(self) -> str:
+        return self.seen.status
+
+    @property
+    def last_seen(self) -> str | None:
+        return self.seen.last_seen
 
     def to_dict(self) -> dict[str, Any]:
         """The camera as the control protocol shows it."""
+        seen = self.seen
         return {
             "id": self.id,
             "hostname": self.hostname,
             "ip_address": self.ip_address,
             "mac_address": self.mac_address,
-            "status": self.status,
-            "last_seen": self.last_seen,
-            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
-            "since": self.since,
-            "reason": self.reason,
-            "method": self.method,
-            "checked_at": self.checked_at,
+            "status": seen.status,
+            "last_seen": seen.last_seen,
+            "rtt_ms": None if seen.rtt_ms is None else round(seen.rtt_ms, 3),
+            "since": seen.since,
+            "reason": seen.reason,
+            "method": seen.method,
+            "checked_at": seen.checked_at,
             "problem": self.problem,
             "overrides": self.overrides,
-            "consecutive_failures": self.fails,
-            "consecutive_successes": self.successes,
+            "consecutive_failures": seen.fails,
+            "consecutive_successes": seen.successes,
         }
 
 
-def camera_from_entry(entry: Any) -> Camera | None:
-    """Build a Camera from one item of the settings file's ``cameras`` list.
+def iso(value: Any) -> str | None:
+    """A ``last_seen`` as read from outside (text, or a datetime PyYAML made of it)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return str(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
 
-    Entries with nothing to identify them give None; entries with an invalid IP
-    are kept but carry a ``problem`` and are never probed.
+
+def spec_from_entry(entry: Any) -> Spec | None:
+    """The spec of one item of a ``cameras`` list (the settings file's or the web UI's).
+
+    Entries with nothing to identify them give None; entries with an invalid IP or
+    override are kept but carry a ``problem`` and are never probed.
     """
     if not isinstance(entry, dict):
         return None
@@ -170,21 +234,24 @@ def camera_from_entry(entry: Any) -> Camera | None:
     except InvalidValue:
         mac = str(mac)
     overrides, override_problem = camera_overrides(entry)
-    problem = problem or override_problem
+    return Spec(cid, hostname, ip, mac, overrides, problem or override_problem)
+
+
+def reported(entry: dict[str, Any]) -> Observed:
+    """The status and last_seen somebody else wrote for a camera: a report, not a fact."""
     status = entry.get("status")
-    last_seen = entry.get("last_seen")
-    if isinstance(last_seen, datetime):
-        last_seen = last_seen.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Camera(
-        id=cid,
-        hostname=hostname,
-        ip_address=ip,
-        mac_address=mac,
+    return Observed(
         status=status if status in STATUSES else DISCONNECTED,
-        last_seen=str(last_seen) if last_seen else None,
-        problem=problem,
-        overrides=overrides,
+        last_seen=iso(entry.get("last_seen")),
     )
+
+
+def camera_from_entry(entry: Any) -> Camera | None:
+    """A Camera from one item of a ``cameras`` list, with its reported status."""
+    spec = spec_from_entry(entry)
+    if spec is None:
+        return None
+    return Camera(spec, reported(entry))
 
 
 OVERRIDES = {
@@ -213,7 +280,7 @@ def camera_overrides(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]
     return found, None
 
 
-def label(camera: Camera) -> str:
+def label(camera: Camera | Spec) -> str:
     """How a camera is named in log lines: hostname (ip) or its id."""
     name = camera.hostname or camera.id
     return f"{name} ({camera.ip_address})" if camera.ip_address else name

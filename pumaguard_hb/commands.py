@@ -1,8 +1,8 @@
 """The commands the control socket answers: a table of name → handler.
 
-Each handler takes the monitor and the request's arguments and returns the
-result object; it raises ProtocolError (or a HeartbeatError that is mapped to
-one) for a user's mistake.
+Each handler takes the monitor, the request's arguments and who is asking (the
+peer's credentials) and returns the result object; it raises ProtocolError (or a
+HeartbeatError that is mapped to one) for a user's mistake.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, metrics
-from .errors import CameraNotFound, Conflict, Disabled, InvalidValue
+from .errors import CameraNotFound, Conflict, Disabled, InvalidValue, PermissionDenied
 from .monitor import Monitor
 from .protocol import (
     BAD_ARGS,
@@ -21,13 +21,28 @@ from .protocol import (
     DISABLED,
     INVALID_VALUE,
     NOT_FOUND,
+    PERMISSION_DENIED,
     PROTOCOL_VERSION,
     VERSION_MISMATCH,
     ProtocolError,
 )
 from .settings import KEYS, lookup_key
 
-Handler = Callable[[Monitor, dict[str, Any]], Awaitable[Any]]
+
+@dataclass(frozen=True)
+class Peer:
+    """Who sent a request (SO_PEERCRED)."""
+
+    uid: int
+    gid: int
+
+    @property
+    def root(self) -> bool:
+        return self.uid == 0
+
+
+ROOT = Peer(0, 0)
+Handler = Callable[[Monitor, dict[str, Any], Peer], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +63,7 @@ def _str(args: dict[str, Any], name: str, required: bool = True) -> str | None:
     return value
 
 
-async def hello(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def hello(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Version handshake: the client names its protocol version, the daemon answers with its."""
     wanted = args.get("protocol", PROTOCOL_VERSION)
     if wanted != PROTOCOL_VERSION:
@@ -65,12 +80,12 @@ async def hello(monitor: Monitor, args: dict[str, Any]) -> Any:
     }
 
 
-async def ping(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def ping(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Liveness check."""
     return "pong"
 
 
-async def status(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def status(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """The daemon and every camera."""
     return _status(monitor)
 
@@ -88,7 +103,7 @@ def _status(monitor: Monitor) -> dict[str, Any]:
     return result
 
 
-async def history_cmd(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def history_cmd(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """State changes from the history file: optional "camera", "since" (Unix s), "limit"."""
     hist = monitor.history
     if hist is None or not hist.available:
@@ -114,7 +129,7 @@ async def history_cmd(monitor: Monitor, args: dict[str, Any]) -> Any:
     return {"changes": changes, "more": more, "history": hist.info()}
 
 
-async def metrics_cmd(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def metrics_cmd(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Prometheus metrics in the text exposition format."""
     return {"content_type": metrics.CONTENT_TYPE, "text": metrics_text(monitor)}
 
@@ -124,7 +139,7 @@ def metrics_text(monitor: Monitor) -> str:
     return metrics.render(_status(monitor), monitor.changes)
 
 
-async def check_now(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def check_now(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Probe now (all cameras, or those named in "cameras") and return after the sweep."""
     refs = args.get("cameras")
     if refs is None or refs == []:
@@ -136,7 +151,7 @@ async def check_now(monitor: Monitor, args: dict[str, Any]) -> Any:
     return await monitor.schedule.check_now(ids)
 
 
-async def camera_add(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def camera_add(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Add a camera by hand: hostname, ip_address, optional mac_address."""
     cam = await monitor.add_camera(
         _str(args, "hostname") or "",
@@ -146,13 +161,13 @@ async def camera_add(monitor: Monitor, args: dict[str, Any]) -> Any:
     return cam.to_dict()
 
 
-async def camera_remove(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def camera_remove(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Remove the camera named by "camera" (id, MAC, IP or hostname)."""
     cam = await monitor.remove_camera(_str(args, "camera") or "")
     return cam.to_dict()
 
 
-async def config_get(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def config_get(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """The heartbeat settings, or the one named by "key"."""
     name = _str(args, "key", required=False)
     values = monitor.settings.as_dict()
@@ -162,17 +177,17 @@ async def config_get(monitor: Monitor, args: dict[str, Any]) -> Any:
     return {"key": key.name, "value": values[key.name]}
 
 
-async def config_set(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def config_set(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Validate, persist and apply one heartbeat setting: "key" and "value"."""
     name = _str(args, "key") or ""
     if "value" not in args:
         raise ProtocolError(BAD_ARGS, '"value" is required')
-    settings = await monitor.set_config(name, args["value"])
+    settings = await monitor.set_config(name, args["value"], by_root=peer.root)
     key = lookup_key(name)
     return {"key": key.name, "value": settings.as_dict()[key.name]}
 
 
-async def dhcp_event(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def dhcp_event(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Apply a dnsmasq event: "action", "mac", "ip", optional "hostname"."""
     message = await monitor.dhcp_event(
         _str(args, "action") or "",
@@ -183,9 +198,9 @@ async def dhcp_event(monitor: Monitor, args: dict[str, Any]) -> Any:
     return {"message": message}
 
 
-async def reload(monitor: Monitor, args: dict[str, Any]) -> Any:
+async def reload(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Re-read the settings file now (like SIGHUP)."""
-    problem = monitor.reload("reload command")
+    problem = await monitor.reload("reload command")
     if problem:
         raise ProtocolError(CONFLICT, problem + "; keeping the last good settings")
     return {"message": "settings reloaded", "settings": monitor.settings.as_dict()}
@@ -219,4 +234,6 @@ def to_protocol_error(err: Exception) -> ProtocolError | None:
         return ProtocolError(DISABLED, str(err))
     if isinstance(err, Conflict):
         return ProtocolError(CONFLICT, str(err))
+    if isinstance(err, PermissionDenied):
+        return ProtocolError(PERMISSION_DENIED, str(err))
     return None

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import signal
 import sys
@@ -15,16 +16,19 @@ from pathlib import Path
 from . import __version__, logs
 from .actions import Actions
 from .commands import metrics_text
-from .errors import SettingsError
+from .errors import InvalidValue, SettingsError
 from .history import History
 from .icmp import IcmpMode, detect_access
 from .metrics import MetricsServer
-from .monitor import Monitor
+from .monitor import UNSAVED, Monitor
 from .notify import Notifier, watchdog_interval
 from .paths import daemon_socket_path, state_dir
 from .server import ControlServer, SocketInUse
-from .settings import default_settings_path
+from .settings import KEYS_BY_NAME, default_settings_path, raw_value
 from .settings_file import SettingsFile
+from .store import CameraStore
+from .webstore import WebUIStore
+from .webui import WebUI
 
 log = logging.getLogger("pumaguard_hb")
 
@@ -48,6 +52,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="settings file (default: $PUMAGUARD_SETTINGS, else "
         "$XDG_CONFIG_HOME/pumaguard/pumaguard-settings.yaml)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the daemon's own settings file, which the web UI never touches; where it sets a "
+        "key it wins over --settings, and 'pumaguard-hb config set' writes there "
+        "(default: $PUMAGUARD_HB_CONFIG, else none)",
+    )
+    parser.add_argument(
+        "--webui",
+        metavar="URL",
+        help="web UI mode: take the cameras from the PumaGuard web UI at URL and report "
+        "through its API; the daemon then never writes the shared settings file "
+        "(default: $PUMAGUARD_WEBUI_URL, else camera_heartbeat_webui_url of --config, else off)",
     )
     parser.add_argument(
         "--socket",
@@ -78,13 +96,52 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
 
 
+def webui_url(option: str | None, own: SettingsFile | None) -> str:
+    """The web UI to report through: --webui > $PUMAGUARD_WEBUI_URL > the own config's key.
+
+    SettingsError for a URL that is not one (or an own config that does not parse).
+    """
+    key = KEYS_BY_NAME["camera_heartbeat_webui_url"]
+    for where, value in (
+        ("--webui", option),
+        ("PUMAGUARD_WEBUI_URL", os.environ.get("PUMAGUARD_WEBUI_URL")),
+    ):
+        if value:
+            try:
+                return str(key.check(where, value))
+            except InvalidValue as err:
+                raise SettingsError(where, f"invalid value {value!r}: {err.allowed}") from None
+    if own is None:
+        return ""
+    found = raw_value(own.read().doc, key)
+    if found is None:
+        return ""
+    try:
+        return str(key.check(found[0], found[1]))
+    except InvalidValue as err:
+        raise SettingsError(
+            str(own.path), f"invalid value {found[1]!r}: {err.allowed}", found[0]
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the daemon; returns the exit status."""
     args = parse_args(argv)
     logs.setup(args.debug)
-    store = SettingsFile(Path(args.settings) if args.settings else default_settings_path())
+    shared = SettingsFile(Path(args.settings) if args.settings else default_settings_path())
+    config = args.config or os.environ.get("PUMAGUARD_HB_CONFIG")
+    own = SettingsFile(Path(config)) if config else None
     icmp = detect_access()
-    monitor = Monitor(store, icmp)
+    try:
+        url = webui_url(args.webui, own)
+    except SettingsError as err:
+        print(f"pumaguard-heartbeat: {err}", file=sys.stderr)
+        return EX_CONFIG
+    store: CameraStore | None = None
+    if url:
+        store = WebUIStore(WebUI(url), lambda: monitor.settings)
+    monitor = Monitor(shared, icmp, store, own)
+    monitor.spool = state_dir(args.state_dir) / UNSAVED
     try:
         monitor.load()
     except SettingsError as err:
@@ -92,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     if args.check_config:
         s = monitor.settings
+        where = f"web UI {url}" if url else f"{len(monitor.cameras)} cameras"
+        mine = f", config {own.path}" if own else ""
         print(
-            f"{store.path}: ok ({len(monitor.cameras)} cameras, method {s.method}, "
+            f"{shared.path}: ok ({where}{mine}, method {s.method}, "
             f"interval {s.interval}s{'' if s.enabled else ', monitoring disabled'})"
         )
         return 0
@@ -122,30 +181,35 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
         monitor.use_history(history)
     metrics_server = MetricsServer(lambda: metrics_text(monitor))
     notifier = Notifier()
+    monitor.notifier = notifier
     server = ControlServer(monitor, socket_path)
     actions = Actions(lambda: monitor.settings)  # webhooks and command, docs/actions.md
     monitor.listeners.append(actions.notify)
     await server.start()
     stop = asyncio.Event()
 
-    def reload() -> None:
-        notifier.reloading()
-        monitor.reload("SIGHUP")
-        notifier.reloaded(monitor.summary_line())
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:  # RELOADING=1 ... READY=1 around it, as for `pumaguard-hb reload`
+        task: asyncio.Task[object] = asyncio.create_task(monitor.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     s = monitor.settings
     log.info(
-        "pumaguard-heartbeat %s started: %d cameras, method %s, interval %ss, ICMP %s, "
+        "pumaguard-heartbeat %s started: %s, method %s, interval %ss, ICMP %s, "
         "settings %s, socket %s",
         __version__,
-        len(monitor.cameras),
+        f"web UI mode ({monitor.store.info()['url']})"
+        if monitor.webui
+        else f"{len(monitor.cameras)} cameras",
         s.method,
         s.interval,
         monitor.icmp.mode.value,
-        monitor.store.path,
+        monitor.shared.path,
         socket_path,
     )
     notifier.ready(monitor.summary_line())
@@ -167,7 +231,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     await asyncio.gather(*tasks, return_exceptions=True)
     await actions.close()  # a short grace for pending webhooks and commands
     await server.close()
-    await monitor.flush()
+    await monitor.stop()  # bounded; what it cannot write waits for the next start
     failed = 0
     for finished in done:
         if finished is not stopper and not finished.cancelled() and finished.exception():
@@ -184,7 +248,7 @@ async def _housekeeping(monitor: Monitor, notifier: Notifier, metrics: MetricsSe
     try:
         while True:
             if monitor.file_changed():
-                monitor.reload("file changed")
+                await monitor.reload("file changed")
                 await monitor.flush()  # changes held back while the file was broken
             await metrics.apply(monitor.settings.metrics_listen)
             if notifier.enabled and time.monotonic() - status_sent >= STATUS_EVERY:

@@ -42,3 +42,7 @@ class Conflict(HeartbeatError):
 
 class Disabled(HeartbeatError):
     """Monitoring is switched off in the settings."""
+
+
+class PermissionDenied(HeartbeatError):
+    """The caller may not do this (e.g. only root may set what runs a program)."""

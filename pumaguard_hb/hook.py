@@ -17,20 +17,25 @@ import logging
 import logging.handlers
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .camera import camera_from_entry, clean_hostname, normalize_ip, normalize_mac, now_iso
+from .camera import clean_hostname, normalize_ip, normalize_mac, now_iso
 from .client import Client, DaemonNotRunning, NoAnswer
-from .dhcp import ACTIONS, plan_event
-from .errors import SettingsError
+from .dhcp import ACTIONS
+from .errors import InvalidValue, SettingsError
+from .filestore import FileStore
 from .settings import KEYS_BY_NAME, Settings, default_settings_path, parse_settings, raw_value
 from .settings_file import SettingsFile
+from .station import Station, check_event
+from .webui import WebUI, WebUIError
 
 log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT = 2.0  # seconds for the daemon to answer; dnsmasq waits for the script
 SERVICE_SETTINGS = Path("/var/lib/pumaguard-heartbeat/pumaguard-settings.yaml")
+SERVICE_CONFIG = Path("/var/lib/pumaguard-heartbeat/heartbeat.yaml")  # the service's --config
 SYSLOG_SOCKET = "/dev/log"
 
 
@@ -92,6 +97,12 @@ def handle_event(
         return EventResult(str(message), "daemon")
     except (DaemonNotRunning, NoAnswer) as err:
         problem = str(err)
+    url = hook_webui_url()
+    if url:
+        try:
+            return apply_to_webui(url, action, mac, ip, hostname, problem)
+        except (WebUIError, InvalidValue) as err:
+            problem = f"{problem}; {err}"
     path = hook_settings_path(settings_path)
     log.debug("daemon not reachable (%s); applying the event to %s", problem, path)
     return apply_to_file(action, mac, ip, hostname, path, problem)
@@ -121,23 +132,60 @@ def apply_to_file(
 ) -> EventResult:
     """Apply one event to the settings file at ``path`` under its lock (daemon not running).
 
-    The decision is taken on a first read; ``SettingsFile.update`` then re-reads
-    the file under the lock and applies only the camera fields the event owns,
-    so a concurrent writer (the web UI) loses nothing.
+    The file's cameras become a station model, the event one transition of it
+    (:meth:`.station.Station.dhcp`, as in the daemon); the write re-reads the file under
+    the lock and changes only that camera's fields, so a concurrent writer loses nothing.
     """
-    store = SettingsFile(path)
-    doc = store.read().doc
-    known = {}
-    entries = doc.get("cameras")
-    for entry in entries if isinstance(entries, list) else []:
-        cam = camera_from_entry(entry)
-        if cam is not None and cam.id not in known:
-            known[cam.id] = cam
-    outcome = plan_event(action, mac, ip, hostname, known, _patterns(doc, path), now_iso())
-    if outcome.patch is None:
+    file = SettingsFile(path)
+    snap = file.read()
+    store = FileStore(file, lambda: snap.identity is not None)
+    station = Station()
+    station.listing(store.entries(snap.doc), time.time())
+    event = check_event(action, mac, ip, hostname)
+    if event is None:
+        return EventResult(f"dhcp {action}: ignored", "ignored", path, daemon_problem)
+    outcome = station.dhcp(event, _patterns(snap.doc, path), time.time(), now_iso())
+    if outcome.camera is None:
         return EventResult(outcome.message, "ignored", path, daemon_problem)
-    store.update(outcome.patch.apply)  # files it creates go to the folder's owner (the service)
+    for cam in station.cameras.values():  # only this event's camera is the hook's to write
+        if cam is not outcome.camera:
+            cam.seen.known = False
+    store.record_dhcp(outcome)
+    store.write(station)
     return EventResult(outcome.message, "file", path, daemon_problem)
+
+
+def hook_webui_url() -> str:
+    """The web UI the daemon reports to, when it runs in web UI mode: the hook then passes
+    events straight to it while the daemon is down (never writing the web UI's file)."""
+    env = os.environ.get("PUMAGUARD_WEBUI_URL")
+    if env:
+        return env
+    config = os.environ.get("PUMAGUARD_HB_CONFIG") or (
+        str(SERVICE_CONFIG) if SERVICE_CONFIG.exists() else ""
+    )
+    if not config:
+        return ""
+    try:
+        doc = SettingsFile(Path(config)).read().doc
+    except SettingsError as err:
+        log.warning("%s", err)
+        return ""
+    found = raw_value(doc, KEYS_BY_NAME["camera_heartbeat_webui_url"])
+    return str(found[1]) if found and isinstance(found[1], str) else ""
+
+
+def apply_to_webui(
+    url: str, action: str, mac: str, ip: str, hostname: str | None, daemon_problem: str
+) -> EventResult:
+    """Pass one event to the web UI (daemon not running, web UI mode); WebUIError if it
+    does not take it."""
+    client = WebUI(url, timeout=HOOK_TIMEOUT)
+    stamp = now_iso() if action != "del" else None
+    client.event(action, mac, ip, hostname or "", stamp)
+    return EventResult(
+        f"dhcp {action} {mac} {ip}: sent to the web UI at {url}", "webui", None, daemon_problem
+    )
 
 
 def _event_args(argv: list[str]) -> tuple[str, str, str, str | None] | None:
@@ -194,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             result = handle_event(*event)
             if result.via == "ignored" or result.message.endswith("ignored"):
                 log.debug("%s", result.message)
+            elif result.via == "webui":
+                log.info("%s (daemon not running)", result.message)
             elif result.via == "file":
                 log.info(
                     "%s (daemon not running; written to %s)", result.message, result.settings_path

@@ -1,101 +1,183 @@
-"""The monitor: the cameras, their status, sweeps on schedule or on demand, and persistence.
+"""The monitor: a thin facade that wires the station, its store, the settings and the schedule.
 
-Everything here runs on the daemon's event loop. The view of the cameras is the
-last good settings document plus the daemon's pending :class:`~.store.Patch`;
-a flush writes that patch (at most once per sweep, never when nothing changed)
-and adopts whatever else the file now holds.
+- the truth about the cameras is the :class:`~.station.Station` (one model, pure transitions);
+- where cameras live is a :class:`~.store.CameraStore` (the settings file, or the web UI);
+- the settings are the shared settings file's heartbeat keys, overridden by the daemon's
+  own config file (:func:`~.settings.layered_settings`);
+- sweeps are the :class:`~.schedule.Schedule`'s, given callables from here.
+
+Everything here runs on the daemon's event loop; file work runs in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
+import contextlib
+import json
 import logging
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .camera import (
     CONNECTED,
-    DISCONNECTED,
     Camera,
-    camera_from_entry,
+    Spec,
     clean_hostname,
     label,
     normalize_ip,
     normalize_mac,
     now_iso,
 )
-from .dhcp import plan_event
-from .errors import CameraNotFound, Conflict, HeartbeatError, InvalidValue, SettingsError
+from .errors import Conflict, HeartbeatError, PermissionDenied, SettingsError
 from .events import Listener, StateChange
-from .filestore import Patch
 from .icmp import IcmpAccess, IcmpMode
 from .logs import NOTICE
-from .probe import DEFAULT_PORTS, ProbeResult
-from .schedule import Schedule
-from .settings import Settings, lookup_key, parse_settings, spelling_for
+from .probe import ProbeResult
+from .schedule import Hooks, Schedule
+from .settings import Settings, layered_settings, lookup_key, spelling_for
 from .settings_file import SettingsFile, Snapshot, StoreError
+from .station import MAX_LEARNED, Change, Station, check_event
+from .store import CameraStore
 from .sweep import Target
+from .webui import WebUIError
 
 if TYPE_CHECKING:
     from .history import History
+    from .notify import Notifier
 
 log = logging.getLogger(__name__)
 
+STOP_LOCK_TIMEOUT = 2.0  # seconds the final save may wait for the lock (TimeoutStopSec is 10)
+UNSAVED = "unsaved-changes.json"  # in the state dir: what the last stop could not write
+
 
 class Monitor:
-    """Keeps each camera's status current and the settings file in step with it."""
+    """Keeps each camera's status current and its store in step with it."""
 
-    def __init__(self, store: SettingsFile, icmp: IcmpAccess) -> None:
-        self.store = store
+    def __init__(
+        self,
+        shared: SettingsFile,
+        icmp: IcmpAccess,
+        store: CameraStore | None = None,
+        own: SettingsFile | None = None,
+    ) -> None:
+        from .filestore import FileStore
+
+        self.shared = shared
+        self.own = own
         self.icmp = icmp
+        self.store: CameraStore = store or FileStore(shared, lambda: self._shared_id is not None)
+        self.webui = self.store.kind == "webui"
+        self.station = Station()
         self.settings = Settings()
-        self.doc: dict[str, Any] = {}
-        self.identity: tuple[int, int, int, int] | None = None
-        self.cameras: dict[str, Camera] = {}
-        self.pending = Patch()
+        self.shared_doc: dict[str, Any] = {}
+        self.own_doc: dict[str, Any] = {}
+        self._shared_id: tuple[int, int, int, int] | None = None
+        self._own_id: tuple[int, int, int, int] | None = None
         self.problems: dict[str, str] = {}
         self.started = time.time()
-        self.schedule = Schedule(self)
-        self._flush_lock = asyncio.Lock()
         self.listeners: list[Listener] = []
         self.changes: dict[str, int] = {}  # state changes per camera since start (metrics)
         self.history: History | None = None
-        self._duplicates: set[str] = set()  # camera ids already warned about as listed twice
+        self.notifier: Notifier | None = None
+        self.spool: Path | None = None  # where unsaved changes wait over a stop
+        self._write_lock = asyncio.Lock()
+        self._said: set[str] = set()  # facts about the inputs already logged once
+        self.schedule = Schedule(
+            Hooks(
+                settings=lambda: self.settings,
+                icmp_mode=lambda: self.icmp.mode,
+                before=self.before_sweep,
+                targets=lambda ids: self.station.targets(self.settings, ids),
+                record=self.record,
+                after=self.flush,
+                report=self.report,
+            )
+        )
+
+    @property
+    def cameras(self) -> dict[str, Camera]:
+        """The station's cameras by id."""
+        return self.station.cameras
 
     # -- settings -------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read and validate the settings file; SettingsError if it cannot be used."""
-        snap = self.store.read()
-        settings = parse_settings(snap.doc, str(self.store.path))
-        self._adopt(snap, settings)
+        """Read and validate the settings at start; SettingsError if they cannot be used."""
+        shared = self.shared.read()
+        own = self.own.read() if self.own else None
+        settings = self._layered(shared.doc, own.doc if own else None)
+        self._take_docs(shared, own)
+        self.settings = settings
+        if not self.webui:
+            self._listing(self.shared_doc)
+        self._restore_unsaved()
 
-    def reload(self, why: str) -> str | None:
-        """Re-read the file after an outside change; keep the old settings if it is bad."""
+    def _layered(self, shared: dict[str, Any], own: dict[str, Any] | None) -> Settings:
+        return layered_settings(
+            shared,
+            str(self.shared.path),
+            own,
+            str(self.own.path) if self.own else "<config>",
+            webui=self.webui,
+        )
+
+    def _take_docs(self, shared: Snapshot, own: Snapshot | None) -> None:
+        self.shared_doc, self._shared_id = shared.doc, shared.identity
+        if own is not None:
+            self.own_doc, self._own_id = own.doc, own.identity
+
+    def _read(self) -> tuple[Snapshot, Snapshot | None]:
+        """Both files (in a thread): SettingsError when one does not parse."""
+        shared = self.shared.read()
+        own = self.own.read() if self.own else None
+        return shared, own
+
+    async def reload(self, why: str) -> str | None:
+        """Re-read the settings after an outside change; bad values keep the old settings.
+
+        A file that does not parse (or a shared file deleted under a running daemon, in
+        standalone mode) also stops writes to it; a readable file with an invalid value
+        does not: its cameras are still monitored and their status still written.
+        """
+        if self.notifier is not None:
+            self.notifier.reloading()
         try:
-            snap = self.store.read()
-            settings = parse_settings(snap.doc, str(self.store.path))
+            return await self._reload(why)
+        finally:
+            if self.notifier is not None:
+                self.notifier.reloaded(self.summary_line())
+
+    async def _reload(self, why: str) -> str | None:
+        try:
+            shared, own = await asyncio.to_thread(self._read)
         except SettingsError as err:
-            if self.identity is not None:  # remember the bad version: no retry until it changes
-                self.identity = self._stat_quietly()
             self._problem("settings", f"{err}; keeping the last good settings")
+            self._shared_id, self._own_id = self._stat_quietly()
             return str(err)
-        if snap.identity is None and self.identity is not None:
+        if shared.identity is None and self._shared_id is not None and not self.webui:
             self._problem(
-                "settings",
-                f"{self.store.path}: was deleted; keeping the last good settings",  # as flush()
+                "settings", f"{self.shared.path}: was deleted; keeping the last good settings"
             )
             return "settings file missing"
-        old = self.settings
-        self._adopt(snap, settings)
+        self._take_docs(shared, own)
         self._solved("settings")
+        if not self.webui:
+            self._listing(self.shared_doc)
+        try:
+            settings = self._layered(shared.doc, own.doc if own else None)
+        except SettingsError as err:
+            self._problem("values", f"{err}; keeping the last good settings")
+            return str(err)
+        self._solved("values")
+        old, self.settings = self.settings, settings
         if settings != old:
+            new = settings.as_dict()
             changes = ", ".join(
-                f"{k}: {v!r} -> {settings.as_dict()[k]!r}"
-                for k, v in old.as_dict().items()
-                if settings.as_dict()[k] != v
+                f"{k}: {v!r} -> {new[k]!r}" for k, v in old.as_dict().items() if new[k] != v
             )
             log.info("settings reloaded (%s): %s", why, changes)
             self.schedule.settings_changed()
@@ -103,48 +185,50 @@ class Monitor:
             log.debug("settings reloaded (%s): heartbeat settings unchanged", why)
         return None
 
-    def _stat_quietly(self) -> tuple[int, int, int, int] | None:
-        try:
-            return self.store.identity()
-        except SettingsError:
-            return None
+    def _stat_quietly(self) -> tuple[Any, Any]:
+        """Identities now, so that a bad version is not re-read until it changes again."""
+        ids = []
+        for file in (self.shared, self.own):
+            try:
+                ids.append(file.identity() if file else None)
+            except SettingsError:
+                ids.append(None)
+        return ids[0], ids[1]
 
     def file_changed(self) -> bool:
-        """True when the file is not the version last read or written (checked by stat)."""
+        """True when a settings file is not the version last read or written (by stat)."""
         try:
-            return self.store.identity() != self.identity
+            if self.shared.identity() != self._shared_id:
+                return True
+            return self.own is not None and self.own.identity() != self._own_id
         except SettingsError as err:
             self._problem("settings", f"{err}; keeping the last good settings")
             return False
 
-    def _adopt(self, snap: Snapshot, settings: Settings) -> None:
-        self.doc = snap.doc
-        self.identity = snap.identity
-        self.settings = settings
-        self._rebuild()
+    # -- the camera list from outside -----------------------------------------------------
 
-    def _rebuild(self) -> None:
-        """Cameras = last good document + pending changes; runtime facts are kept."""
-        doc = copy.deepcopy(self.doc) if self.pending else self.doc
-        self.pending.apply(doc)
-        cameras: dict[str, Camera] = {}
-        entries = doc.get("cameras")
-        for entry in entries if isinstance(entries, list) else []:
-            cam = camera_from_entry(entry)
-            if cam is None:
-                continue
-            if cam.id in cameras:
-                if cam.id not in self._duplicates:  # a fact about the file: say it once
-                    log.warning("settings: camera %s is listed twice; using the first", cam.id)
-                    self._duplicates.add(cam.id)
-                continue
-            old = self.cameras.get(cam.id)
-            if old is not None:
-                cam.rtt_ms, cam.reason, cam.method = old.rtt_ms, old.reason, old.method
-                cam.checked_at, cam.fails, cam.successes = old.checked_at, old.fails, old.successes
-                cam.since = old.since if old.status == cam.status else time.time()
-            cameras[cam.id] = cam
-        self.cameras = cameras
+    def _listing(self, doc: dict[str, Any] | None) -> None:
+        from .filestore import FileStore
+
+        if isinstance(self.store, FileStore) and doc is not None:
+            self._apply_listing(self.store.entries(doc))
+
+    def _apply_listing(self, entries: list[Any]) -> None:
+        outcome = self.station.listing(entries, time.time())
+        for cid in outcome.duplicates:
+            self._say_once(f"dup:{cid}", "camera %s is listed twice; using the first", cid)
+        for cam in outcome.added:
+            if self.history is not None:
+                self._since_from_history(cam)
+            log.debug("camera %s listed", label(cam))
+        for cam in outcome.removed:
+            log.info("camera %s is no longer listed", label(cam))
+
+    async def before_sweep(self) -> None:
+        """Before a sweep: take the camera list from a store that is polled (the web UI)."""
+        entries = await self.store.listing(None)
+        if entries is not None:
+            self._apply_listing(entries)
 
     # -- problems shown in status, logged once -------------------------------------------
 
@@ -157,175 +241,153 @@ class Monitor:
         if self.problems.pop(kind, None) is not None:
             log.log(NOTICE, "%s problem resolved", kind)
 
+    def _say_once(self, fact: str, message: str, *args: Any) -> None:
+        if fact not in self._said:
+            self._said.add(fact)
+            log.warning(message, *args)
+
     # -- results of probes ---------------------------------------------------------------
 
-    def record(self, cid: str, result: ProbeResult) -> None:
-        """Apply one probe result: status, last_seen, RTT, and a log line on a change."""
-        cam = self.cameras.get(cid)
-        if cam is None:
-            return
-        cam.checked_at = time.time()
-        cam.reason = result.reason
-        cam.method = result.method
-        s = self.settings
-        if result.reachable:
-            cam.successes, cam.fails = cam.successes + 1, 0
-            cam.rtt_ms = result.rtt_ms
-            cam.last_seen = now_iso()  # a contact is a contact, even before recovery counts
-            recovered = cam.status == CONNECTED or cam.successes >= s.recovery_threshold
-            new = CONNECTED if recovered else DISCONNECTED
-            self.pending.set_fields(cid, status=new, last_seen=cam.last_seen)
-        else:
-            cam.fails, cam.successes = cam.fails + 1, 0
-            failed = cam.status == DISCONNECTED or cam.fails >= s.failure_threshold
-            new = DISCONNECTED if failed else CONNECTED
-            self.pending.set_fields(cid, status=new)
-        if new != cam.status:
-            old = cam.status
-            cam.status = new
-            cam.since = cam.checked_at
-            self._changed(cam, old, result.reason, result.method)
-        elif cam.since is None:
-            cam.since = cam.checked_at
+    def record(self, target: Target, result: ProbeResult) -> None:
+        """Apply one probe result to the station; log and announce a change of state."""
+        change = self.station.observe(target, result, self.settings, time.time(), now_iso())
+        if change is not None:
+            self._changed(change)
 
     def use_history(self, history: History) -> None:
         """Record state changes in ``history``; take each camera's "since" from it."""
         self.history = history
         self.listeners.append(history.record)
-        for cam in self.cameras.values():
-            last = history.last_change(cam.id)
-            if last is not None and last[1] == cam.status:
-                cam.since = last[0]
+        for cam in self.station.cameras.values():
+            self._since_from_history(cam)
 
-    def _changed(self, cam: Camera, old: str | None, reason: str, method: str) -> None:
+    def _since_from_history(self, cam: Camera) -> None:
+        assert self.history is not None
+        last = self.history.last_change(cam.id)
+        if last is not None and last[1] == cam.status:
+            cam.seen.since = last[0]
+
+    def _changed(self, change: Change) -> None:
         """Log a change of state once, count it, and tell the listeners."""
+        cam = change.camera
         self.changes[cam.id] = self.changes.get(cam.id, 0) + 1
         if cam.status == CONNECTED:
-            log.log(NOTICE, "camera %s is up: %s", label(cam), reason)
+            log.log(NOTICE, "camera %s is up: %s", label(cam), change.reason)
         else:
-            log.warning("camera %s is down: %s", label(cam), reason)
-        change = StateChange(
+            log.warning("camera %s is down: %s", label(cam), change.reason)
+        event = StateChange(
             cam.id,
             cam.hostname,
             cam.ip_address,
             cam.mac_address,
-            old,
+            change.old,
             cam.status,
-            cam.since or time.time(),
-            reason,
-            method,
-            cam.rtt_ms if cam.status == CONNECTED else None,
+            cam.seen.since or time.time(),
+            change.reason,
+            change.method,
+            cam.seen.rtt_ms if cam.status == CONNECTED else None,
         )
         for listener in self.listeners:
             try:
-                listener(change)
+                listener(event)
             except Exception:
                 log.exception("state change listener failed")
 
+    # -- persistence ---------------------------------------------------------------------
+
     async def flush(self) -> None:
-        """Write pending changes (one write at most); on failure keep them for the next try."""
-        async with self._flush_lock:
-            if not self.pending:
-                return
-            if "settings" in self.problems:
+        """Publish what the daemon knows to its store (one write at most); on failure the
+        unpublished part is kept for the next try."""
+        async with self._write_lock:
+            if "settings" in self.problems and not self.webui:
                 return  # the file does not parse, or vanished: never write over it
-            patch, self.pending = self.pending, Patch()
             try:
-                snap = await asyncio.to_thread(
-                    self.store.update, patch.apply, self.identity is not None
-                )
-            except (SettingsError, StoreError) as err:
-                patch.merge(self.pending)
-                self.pending = patch
-                if isinstance(err, SettingsError):  # same sentence as reload(): logged once
-                    self._problem("settings", f"{err}; keeping the last good settings")
-                else:
-                    self._problem("write", f"{err}; changes kept in memory and retried")
-                return
-            self._solved("write")
-            try:
-                settings = parse_settings(snap.doc, str(self.store.path))
-            except SettingsError as err:
+                snap = await self.store.publish(self.station)
+            except SettingsError as err:  # same sentence as reload(): logged once
                 self._problem("settings", f"{err}; keeping the last good settings")
-                settings = self.settings
-            self._adopt(snap, settings)
+                return
+            except StoreError as err:
+                self._problem("write", f"{err}; changes kept in memory and retried")
+                return
+            except WebUIError:
+                return  # the store says so once and shows it in status
+            self._solved("write")
+            if snap is not None:
+                self._adopt_written(snap)
 
-    # -- sweeps -------------------------------------------------------------------------
+    def _adopt_written(self, snap: Snapshot) -> None:
+        """The file as the daemon just wrote it: new cameras and settings of others in it."""
+        self.shared_doc, self._shared_id = snap.doc, snap.identity
+        try:
+            self.settings = self._layered(snap.doc, self.own_doc if self.own else None)
+            self._solved("values")
+        except SettingsError as err:
+            self._problem("values", f"{err}; keeping the last good settings")
+        self._listing(snap.doc)
 
-    def targets(self, ids: frozenset[str] | None) -> list[Target]:
-        """What to probe for the given cameras (all when None), with the current settings."""
-        return [
-            self._target(cam, ip)
-            for cam in self.cameras.values()
-            if (ids is None or cam.id in ids) and (ip := cam.probe_ip)
-        ]
+    async def stop(self) -> None:
+        """The last save, bounded well inside systemd's stop timeout; what it could not
+        write waits in the state directory for the next start."""
+        self.shared.lock_timeout = STOP_LOCK_TIMEOUT
+        await self.flush()
+        unsaved = self.store.unsaved()
+        if not unsaved or self.spool is None:
+            if unsaved:
+                log.warning("stopping with unsaved changes and no state directory to keep them")
+            return
+        try:
+            await asyncio.to_thread(_write_json, self.spool, unsaved)
+            log.warning("could not save every change; kept in %s for the next start", self.spool)
+        except OSError as err:
+            log.error("could not keep unsaved changes in %s: %s", self.spool, err.strerror)
 
-    def _target(self, cam: Camera, ip: str) -> Target:
-        """The camera's check: the global settings unless its entry overrides them."""
-        s, o = self.settings, cam.overrides
-        method = o.get("method", s.method)
-        port = o.get("port") or DEFAULT_PORTS.get(method, s.tcp_port)
-        timeout = o.get("timeout")
-        return Target(
-            cam.id,
-            ip,
-            method,
-            port,
-            timeout or s.tcp_timeout,
-            timeout or s.icmp_timeout,
-            s.icmp_count,
-            o.get("path", s.http_path),
-        )
+    def _restore_unsaved(self) -> None:
+        if self.spool is None:
+            return
+        try:
+            unsaved = json.loads(self.spool.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            log.error("cannot read %s: %s", self.spool, err)
+            return
+        if isinstance(unsaved, dict):
+            self.store.restore(unsaved)
+            log.info("took back the changes the last stop could not save (%s)", self.spool)
+            self._listing(self.shared_doc)
+        with contextlib.suppress(OSError):
+            self.spool.unlink()
 
     # -- commands that change the camera list or settings ------------------------------
 
     def find(self, ref: str) -> Camera:
         """The camera named by id, MAC, IP or hostname; CameraNotFound otherwise."""
-        if ref in self.cameras:
-            return self.cameras[ref]
-        for normalize, attr in ((normalize_mac, "mac_address"), (normalize_ip, "ip_address")):
-            try:
-                wanted = normalize(ref)
-            except InvalidValue:
-                continue
-            for cam in self.cameras.values():
-                if getattr(cam, attr) == wanted:
-                    return cam
-        named = [c for c in self.cameras.values() if c.hostname.lower() == ref.lower()]
-        if len(named) == 1:
-            return named[0]
-        if named:
-            raise Conflict(f"{len(named)} cameras are called {ref!r}; name one by MAC or IP")
-        raise CameraNotFound(ref)
-
-    async def change(self, patch: Patch) -> None:
-        """Apply a patch from a command or DHCP event now, and persist it at once."""
-        self.pending.merge(patch)
-        self._rebuild()
-        await self.flush()
+        return self.station.find(ref)
 
     async def add_camera(self, hostname: str, ip: str, mac: str | None) -> Camera:
         """Add a camera by hand; it is checked right away."""
-        entry: dict[str, Any] = {
-            "hostname": clean_hostname(hostname),
-            "ip_address": normalize_ip(ip),
-            "last_seen": None,
-        }
-        if mac:
-            entry["mac_address"] = normalize_mac(mac)
-        entry["status"] = DISCONNECTED
-        cam = camera_from_entry(entry)
-        assert cam is not None
-        for other in self.cameras.values():
-            if other.id == cam.id or (other.ip_address == cam.ip_address and not mac):
-                raise Conflict(f"camera {label(other)} already has that {cam.id.split(':')[0]}")
-        patch = Patch()
-        patch.add_camera(cam.id, entry)
-        await self.change(patch)
+        mac = normalize_mac(mac) if mac else ""
+        ip = normalize_ip(ip)
+        spec = Spec(mac or f"ip:{ip}", clean_hostname(hostname), ip, mac)
+        if self.webui and not mac:
+            raise Conflict(
+                "the web UI identifies cameras by MAC address: add it with --mac aa:bb:cc:dd:ee:ff"
+            )
+        async with self._write_lock:
+            for other in self.station.cameras.values():
+                if other.id == spec.id or (other.ip_address == ip and not mac):
+                    what = "MAC" if mac else "IP"
+                    raise Conflict(f"camera {label(other)} already has that {what}")
+            if self.webui:
+                await self.store.add(Camera(spec))  # Conflict when the web UI does not take it
+            cam = self.station.add(spec)
+            if not self.webui:
+                await self.store.add(cam)
+        await self.flush()
         log.info("camera %s added by hand", label(cam))
         if self.settings.enabled:
             asyncio.get_running_loop().create_task(self._check_quietly(frozenset({cam.id})))
-        return self.cameras[cam.id]
+        return cam
 
     async def _check_quietly(self, ids: frozenset[str]) -> None:
         try:
@@ -334,64 +396,115 @@ class Monitor:
             log.debug("check after add failed: %s", err)
 
     async def remove_camera(self, ref: str) -> Camera:
-        """Remove a camera from the settings file."""
-        cam = self.find(ref)
-        patch = Patch()
-        patch.remove_camera(cam.id)
-        await self.change(patch)
+        """Remove a camera from the station (and its store)."""
+        cam = self.station.find(ref)
+        async with self._write_lock:
+            await self.store.remove(cam)
+            self.station.remove(cam.id)
+        await self.flush()
         log.info("camera %s removed", label(cam))
         return cam
 
     async def dhcp_event(self, action: str, mac: str, ip: str, hostname: str | None) -> str:
         """Apply one dnsmasq event; returns what it did."""
-        outcome = plan_event(
-            action, mac, ip, hostname, self.cameras, self.settings.hostname_patterns, now_iso()
-        )
-        if outcome.patch is not None:
-            before = self.cameras.get(outcome.camera_id or "")
-            old_status = before.status if before else None
-            await self.change(outcome.patch)
-            cam = self.cameras.get(outcome.camera_id or "")
-            if cam is not None and cam.status != old_status:
-                cam.since = time.time()
-                self._changed(cam, old_status, outcome.message, "dhcp")
-                return outcome.message
-        log.info("%s", outcome.message)
+        event = check_event(action, mac, ip, hostname)
+        if event is None:
+            return f"dhcp {action}: ignored"
+        outcome = self.station.dhcp(event, self.settings.hostname_patterns, time.time(), now_iso())
+        if outcome.refused:
+            self._say_once("learning-full", "%s; further ones are not logged", outcome.message)
+        elif len(self.station) < MAX_LEARNED * 0.9:
+            self._said.discard("learning-full")
+        await self.store.dhcp(outcome)
+        if outcome.change is not None:
+            self._changed(outcome.change)
+        if outcome.camera is not None:
+            await self.flush()
+        if outcome.change is None:
+            log.info("%s", outcome.message)
         return outcome.message
 
-    async def set_config(self, name: str, value: Any) -> Settings:
+    async def set_config(self, name: str, value: Any, by_root: bool = True) -> Settings:
         """Validate and persist one heartbeat setting; it takes effect at once."""
         key = lookup_key(name)
         checked = key.check(key.name, value)
-        if "settings" in self.problems:
+        file = self.own or (None if self.webui else self.shared)
+        if key.privileged and not by_root:
+            where = file.path if file else "the daemon's config file"
+            raise PermissionDenied(
+                f"permission denied: {key.name} runs a program or sends data off the machine; "
+                f"only root may change it over the socket (or edit {where})"
+            )
+        if file is None:
+            raise Conflict(
+                "cannot change settings: in web UI mode the shared file is the web UI's; "
+                "start the daemon with --config PATH (its own settings file)"
+            )
+        if file is self.shared and "settings" in self.problems:
             raise Conflict(f"cannot change settings: {self.problems['settings']}")
+        doc = self.own_doc if file is self.own else self.shared_doc
         stored = list(checked) if isinstance(checked, tuple) else value
-        patch = Patch(settings={spelling_for(self.doc, key): stored})
-        try:
-            async with self._flush_lock:
-                snap = await asyncio.to_thread(
-                    self.store.update, patch.apply, self.identity is not None
-                )
-        except (SettingsError, StoreError) as err:
-            raise Conflict(f"not saved: {err}") from None
-        self._adopt(snap, parse_settings(snap.doc, str(self.store.path)))
-        log.info("setting %s changed to %r", key.name, stored)
+        spelling = spelling_for(doc, key)
+
+        def change(d: dict[str, Any]) -> bool:
+            if d.get(spelling, _MISSING) == stored:
+                return False
+            d[spelling] = stored
+            return True
+
+        async with self._write_lock:
+            try:
+                snap = await asyncio.to_thread(file.update, change, False)
+            except (SettingsError, StoreError) as err:
+                raise Conflict(f"not saved: {err}") from None
+        if file is self.own:
+            self.own_doc, self._own_id = snap.doc, snap.identity
+            self.settings = self._layered(self.shared_doc, self.own_doc)
+        else:
+            self._adopt_written(snap)
+        log.info("setting %s changed to %r in %s", key.name, stored, file.path)
+        if key.name == "camera_heartbeat_webui_url":
+            log.warning("%s takes effect when the daemon restarts", key.name)
         self.schedule.settings_changed()
         return self.settings
 
     # -- status -------------------------------------------------------------------------
 
+    def report(self, ids: frozenset[str] | None, results: dict[str, ProbeResult]) -> dict[str, Any]:
+        """The reply of check_now, in the shape PumaGuard's web API used."""
+        cameras: dict[str, Any] = {}
+        for cam in self.station.cameras.values():
+            if ids is not None and cam.id not in ids:
+                continue
+            result = results.get(cam.id)
+            cameras[cam.id] = {
+                "hostname": cam.hostname,
+                "ip_address": cam.ip_address,
+                "mac_address": cam.mac_address,
+                "reachable": None if result is None else result.reachable,
+                "status": cam.status,
+                "last_seen": cam.last_seen,
+                "rtt_ms": None
+                if result is None or result.rtt_ms is None
+                else round(result.rtt_ms, 3),
+                "reason": result.reason if result else (cam.problem or "not checked"),
+            }
+        return {"status": "success", "message": "Heartbeat check completed", "cameras": cameras}
+
     def status(self) -> dict[str, Any]:
         """Everything ``pumaguard-hb status`` shows."""
-        cams = list(self.cameras.values())
-        connected = sum(c.status == CONNECTED for c in cams)
+        cams = list(self.station.cameras.values())
+        connected = self.station.connected()
         nxt = self.schedule.next_check_in()
+        store = self.store.info()
         return {
             "daemon": {
                 "version": __version__,
                 "started_at": self.started,
                 "uptime_s": round(time.time() - self.started, 1),
                 "enabled": self.settings.enabled,
+                "mode": "webui" if self.webui else "standalone",
+                "webui": store if self.webui else None,
                 "method": self.settings.method,
                 "effective_method": self.effective_method(),
                 "interval_s": self.settings.interval,
@@ -399,12 +512,13 @@ class Monitor:
                 "sweeping": self.schedule.sweeping,
                 "icmp_mode": self.icmp.mode.value,
                 "icmp_problem": self.icmp.problem or None,
-                "settings_path": str(self.store.path),
-                "settings_error": self.problems.get("settings"),
+                "settings_path": str(self.shared.path),
+                "config_path": str(self.own.path) if self.own else None,
+                "settings_error": self.problems.get("settings") or self.problems.get("values"),
                 "write_error": self.problems.get("write"),
                 "last_sweep": self.schedule.last_sweep,
                 "sweeps": self.schedule.sweeps,
-                "writes": self.store.writes,
+                "writes": self.shared.writes,
                 "settings": self.settings.as_dict(),
             },
             "summary": {
@@ -425,16 +539,20 @@ class Monitor:
         """The one-line STATUS= text for systemd (ASCII only)."""
         if "settings" in self.problems:
             head = "settings error, running on last good settings"
+        elif "values" in self.problems:
+            head = "invalid setting, running on last good settings"
         elif "write" in self.problems:
             head = "cannot write settings file"
+        elif self.webui and self.store.info().get("problem"):
+            head = "web UI not answering"
         else:
             head = ""
+        n = len(self.station)
         if not self.settings.enabled:
-            body = f"monitoring disabled, {len(self.cameras)} cameras"
+            body = f"monitoring disabled, {n} cameras"
         else:
-            connected = sum(c.status == CONNECTED for c in self.cameras.values())
             nxt = self.schedule.next_check_in()
-            body = f"{connected}/{len(self.cameras)} cameras connected"
+            body = f"{self.station.connected()}/{n} cameras connected"
             if self.schedule.sweeping:
                 body += ", checking now"
             elif nxt is not None:
@@ -442,3 +560,18 @@ class Monitor:
             if self.icmp.mode is IcmpMode.UNAVAILABLE and self.settings.method != "tcp":
                 body += ", ICMP not permitted"
         return f"{head}; {body}" if head else body
+
+
+_MISSING = object()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(data).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

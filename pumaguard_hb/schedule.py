@@ -3,6 +3,10 @@
 One sweep runs at a time. A ``check_now`` that arrives while a sweep covering its
 cameras is still probing joins it; requests that arrive meanwhile are merged into
 the next sweep. So overlapping requests never double the probes or the writes.
+A sweep covers exactly the cameras it was started with: a camera added since is
+checked by the next one, never reported "not checked".
+
+The schedule knows nothing of cameras or stores: it is given callables (:class:`Hooks`).
 """
 
 from __future__ import annotations
@@ -11,17 +15,30 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import Disabled, HeartbeatError
+from .icmp import IcmpMode
 from .probe import ProbeResult
-from .sweep import run_sweep
-
-if TYPE_CHECKING:
-    from .monitor import Monitor
+from .settings import Settings
+from .sweep import Target, run_sweep
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the schedule needs from the rest of the daemon."""
+
+    settings: Callable[[], Settings]
+    icmp_mode: Callable[[], IcmpMode]
+    before: Callable[[], Awaitable[None]]  # refresh the camera list (the web UI's)
+    targets: Callable[[frozenset[str] | None], list[Target]]
+    record: Callable[[Target, ProbeResult], None]
+    after: Callable[[], Awaitable[None]]  # persist / publish what the sweep found
+    report: Callable[[frozenset[str] | None, dict[str, ProbeResult]], dict[str, Any]]
 
 
 @dataclass
@@ -29,17 +46,20 @@ class _Sweep:
     ids: frozenset[str] | None  # None: every camera
     done: asyncio.Future[dict[str, Any]]
     probing: bool = True  # False once its probes are over: later requests need a new sweep
+    fixed: frozenset[str] | None = None  # the cameras it probes, once known
 
 
-def _covers(running: frozenset[str] | None, wanted: frozenset[str] | None) -> bool:
-    return running is None or (wanted is not None and wanted <= running)
+def _covers(sweep: _Sweep, wanted: frozenset[str]) -> bool:
+    if sweep.fixed is not None:
+        return wanted <= sweep.fixed
+    return sweep.ids is None or wanted <= sweep.ids
 
 
 class Schedule:
-    """When the monitor's cameras are swept, and who waits for which sweep."""
+    """When the cameras are swept, and who waits for which sweep."""
 
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
+    def __init__(self, hooks: Hooks) -> None:
+        self.hooks = hooks
         self.next_due = time.monotonic()
         self.last_sweep: dict[str, Any] | None = None
         self.sweeps = 0
@@ -54,24 +74,25 @@ class Schedule:
 
     def settings_changed(self) -> None:
         """The interval or the enabled switch may have changed: re-plan the next sweep."""
-        interval = self.monitor.settings.interval
+        interval = self.hooks.settings().interval
         self.next_due = min(self.next_due, time.monotonic() + interval)
         self._wake.set()
 
     def next_check_in(self) -> float | None:
         """Seconds until the next scheduled sweep, or None when monitoring is off."""
-        if not self.monitor.settings.enabled:
+        if not self.hooks.settings().enabled:
             return None
         return max(0.0, self.next_due - time.monotonic())
 
     async def check_now(self, ids: frozenset[str] | None = None) -> dict[str, Any]:
         """Run (or join) a sweep covering ``ids`` and return the PumaGuard-shaped report."""
-        if not self.monitor.settings.enabled:
+        if not self.hooks.settings().enabled:
             raise Disabled(
                 "monitoring is disabled (camera_heartbeat_enabled: false); "
                 "enable it with: pumaguard-hb config set camera_heartbeat_enabled true"
             )
-        if self._current and self._current.probing and _covers(self._current.ids, ids):
+        wanted = ids if ids is not None else frozenset(t.id for t in self.hooks.targets(None))
+        if self._current and self._current.probing and _covers(self._current, wanted):
             return await asyncio.shield(self._current.done)
         if self._next is None:
             self._next = _Sweep(ids, asyncio.get_running_loop().create_future())
@@ -88,7 +109,7 @@ class Schedule:
                 delay = max(0.0, self.next_due - time.monotonic())
                 self._wake.clear()
                 if self._next is None:
-                    timeout = delay if self.monitor.settings.enabled else None
+                    timeout = delay if self.hooks.settings().enabled else None
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
                 continue
@@ -102,23 +123,27 @@ class Schedule:
         if self._next is not None:
             sweep, self._next = self._next, None
             return sweep
-        if self.monitor.settings.enabled and time.monotonic() >= self.next_due:
+        if self.hooks.settings().enabled and time.monotonic() >= self.next_due:
             return _Sweep(None, asyncio.get_running_loop().create_future())
         return None
 
     async def _sweep(self, sweep: _Sweep) -> None:
         started_wall, started = time.time(), time.monotonic()
+        hooks = self.hooks
         if sweep.ids is None:
-            self.next_due = started + self.monitor.settings.interval
-        targets = self.monitor.targets(sweep.ids)
+            self.next_due = started + hooks.settings().interval
         results: dict[str, ProbeResult] = {}
-
-        def on_result(cid: str, result: ProbeResult) -> None:
-            results[cid] = result
-            self.monitor.record(cid, result)
-
         try:
-            await run_sweep(targets, self.monitor.icmp.mode, on_result)
+            await hooks.before()
+            targets = hooks.targets(sweep.ids)
+            sweep.fixed = frozenset(t.id for t in targets)
+            by_id = {t.id: t for t in targets}
+
+            def on_result(cid: str, result: ProbeResult) -> None:
+                results[cid] = result
+                hooks.record(by_id[cid], result)
+
+            await run_sweep(targets, hooks.icmp_mode(), on_result)
         except Exception as err:  # a bug in a sweep must not stop monitoring
             log.exception("sweep failed")
             if not sweep.done.done():
@@ -130,7 +155,7 @@ class Schedule:
                 sweep.done.cancel()
         duration = time.monotonic() - started
         log.debug("sweep of %d cameras took %.3fs", len(targets), duration)
-        await self.monitor.flush()
+        await hooks.after()
         self.sweeps += 1
         self.last_sweep = {
             "started_at": started_wall,
@@ -139,25 +164,4 @@ class Schedule:
             "reachable": sum(r.reachable for r in results.values()),
         }
         if not sweep.done.done():
-            sweep.done.set_result(self.report(sweep.ids, results))
-
-    def report(self, ids: frozenset[str] | None, results: dict[str, ProbeResult]) -> dict[str, Any]:
-        """The reply of check_now, in the shape PumaGuard's web API used."""
-        cameras: dict[str, Any] = {}
-        for cam in self.monitor.cameras.values():
-            if ids is not None and cam.id not in ids:
-                continue
-            result = results.get(cam.id)
-            cameras[cam.id] = {
-                "hostname": cam.hostname,
-                "ip_address": cam.ip_address,
-                "mac_address": cam.mac_address,
-                "reachable": None if result is None else result.reachable,
-                "status": cam.status,
-                "last_seen": cam.last_seen,
-                "rtt_ms": None
-                if result is None or result.rtt_ms is None
-                else round(result.rtt_ms, 3),
-                "reason": result.reason if result else (cam.problem or "not checked"),
-            }
-        return {"status": "success", "message": "Heartbeat check completed", "cameras": cameras}
+            sweep.done.set_result(hooks.report(sweep.ids, results))

@@ -18,7 +18,7 @@ import struct
 import time
 from pathlib import Path
 
-from .commands import COMMANDS, to_protocol_error
+from .commands import COMMANDS, Peer, to_protocol_error
 from .errors import HeartbeatError
 from .monitor import Monitor
 from .protocol import (
@@ -118,7 +118,7 @@ class ControlServer:
                 return
             sock = writer.get_extra_info("socket")
             _, uid, gid = peer_credentials(sock)
-            await self._conversation(reader, writer, may_change(uid, gid))
+            await self._conversation(reader, writer, Peer(uid, gid), may_change(uid, gid))
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, OSError):
             pass
         finally:
@@ -133,7 +133,11 @@ class ControlServer:
                 writer.transport.abort()
 
     async def _conversation(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trusted: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: Peer,
+        trusted: bool,
     ) -> None:
         while True:
             self._idle[writer] = time.monotonic()
@@ -148,7 +152,7 @@ class ControlServer:
                 return  # cannot find the next request boundary cheaply: hang up
             finally:
                 self._idle.pop(writer, None)
-            reply = await self._answer(line, trusted)
+            reply = await self._answer(line, peer, trusted)
             writer.write(reply)
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
 
@@ -171,7 +175,7 @@ class ControlServer:
             victim.close()
         return True
 
-    async def _answer(self, line: bytes, trusted: bool) -> bytes:
+    async def _answer(self, line: bytes, peer: Peer, trusted: bool) -> bytes:
         rid = None
         try:
             if not line.strip():
@@ -194,7 +198,7 @@ class ControlServer:
                     f"permission denied: add yourself to group {group_name()} "
                     f"(sudo usermod -aG {group_name()} $USER, then log in again)",
                 )
-            return encode_result(rid, await command.handler(self.monitor, request.args))
+            return encode_result(rid, await command.handler(self.monitor, request.args, peer))
         except Exception as err:
             known = to_protocol_error(err)
             if known is None:

@@ -101,6 +101,24 @@ def check_listen(key: str, value: Any) -> str:
     raise InvalidValue(key, value, "must be HOST:PORT such as 127.0.0.1:9469 (empty: off)")
 
 
+def check_webui_url(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            parts = None
+        if parts and parts.scheme in ("http", "https") and parts.hostname and not parts.query:
+            return value.strip().rstrip("/")
+    raise InvalidValue(
+        key, value, "must be the web UI's URL such as http://127.0.0.1:5000 (empty: off)"
+    )
+
+
 def check_patterns(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -120,6 +138,8 @@ class Key:
     default: Any
     check: Callable[[str, Any], Any]
     help: str
+    # runs a program or sends data off the machine: over the socket, only root may change it
+    privileged: bool = False
 
     @property
     def hyphenated(self) -> str:
@@ -176,6 +196,7 @@ KEYS: tuple[Key, ...] = (
         (),
         check_urls,
         "URLs that get a JSON POST on every change of a camera's state",
+        privileged=True,
     ),
     Key(
         "camera_heartbeat_on_change_command",
@@ -183,6 +204,7 @@ KEYS: tuple[Key, ...] = (
         "",
         check_command,
         "command run (no shell) on every change of state, with the event in its environment",
+        privileged=True,
     ),
     Key(
         "camera_heartbeat_history_days",
@@ -197,16 +219,33 @@ KEYS: tuple[Key, ...] = (
         "",
         check_listen,
         "HOST:PORT of a Prometheus /metrics listener (empty: off)",
+        privileged=True,
     ),
     Key(
         "camera_heartbeat_hostname_patterns",
         "hostname_patterns",
-        ("Microseven*",),
+        ("Microseven*", "Reolink*"),
         check_patterns,
         "DHCP hostnames (shell patterns, case-insensitive) that are cameras",
     ),
+    Key(
+        "camera_heartbeat_webui_url",
+        "webui_url",
+        "",
+        check_webui_url,
+        "URL of the PumaGuard web UI to report through (empty: standalone, write the file)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_webui_refresh",
+        "webui_refresh",
+        300,
+        check_seconds,
+        "web UI mode: seconds between last_seen refreshes of a connected camera",
+    ),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS} | {k.hyphenated: k for k in KEYS}
+_ENABLED = KEYS_BY_NAME["camera_heartbeat_enabled"]
 
 
 @dataclass(frozen=True)
@@ -227,7 +266,9 @@ class Settings:
     on_change_command: str = ""
     history_days: int = 30
     metrics_listen: str = ""
-    hostname_patterns: tuple[str, ...] = field(default=("Microseven*",))
+    hostname_patterns: tuple[str, ...] = field(default=("Microseven*", "Reolink*"))
+    webui_url: str = ""
+    webui_refresh: float = 300
 
     def as_dict(self) -> dict[str, Any]:
         """The settings under their canonical key names (for status and config get)."""
@@ -279,6 +320,29 @@ def parse_settings(doc: Mapping[str, Any], path: str = "<settings>") -> Settings
     names = {f.name for f in fields(Settings)}
     assert set(values) <= names
     return replace(Settings(), **values)
+
+
+def layered_settings(
+    shared: Mapping[str, Any],
+    shared_path: str,
+    own: Mapping[str, Any] | None = None,
+    own_path: str = "<config>",
+    webui: bool = False,
+) -> Settings:
+    """The settings the daemon runs on: the shared file's heartbeat keys, overridden by the
+    daemon's own config file where it sets a key. In web UI mode the shared
+    ``camera-heartbeat-enabled`` is the web UI's own switch and never turns the daemon off.
+
+    Raises SettingsError naming the file (and key) that holds a bad value.
+    """
+    if webui:
+        shared = {k: v for k, v in shared.items() if KEYS_BY_NAME.get(k) is not _ENABLED}
+    base = parse_settings(shared, shared_path)
+    if not own:
+        return base
+    mine = parse_settings(own, own_path)
+    values = {key.attr: getattr(mine, key.attr) for key in KEYS if raw_value(own, key) is not None}
+    return replace(base, **values)
 
 
 def default_settings_path() -> Path:

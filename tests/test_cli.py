@@ -191,7 +191,7 @@ def test_camera_add_and_remove(fresh: Station) -> None:
 
     dup = fresh.cli("camera", "add", "Again", "127.0.0.5")
     assert dup.returncode == 6
-    assert "already has that ip" in one_line_error(dup)
+    assert "already has that IP" in one_line_error(dup)
 
     bad = fresh.cli("camera", "add", "Bad", "999.1.1.1")
     assert bad.returncode == 6
@@ -224,7 +224,7 @@ def test_config_get(shared: Station) -> None:
         and "# seconds between sweeps" in line
         for line in lines
     )
-    assert any('["Microseven*"]' in line for line in lines)
+    assert any('["Microseven*", "Reolink*"]' in line for line in lines)
     one = shared.cli("config", "get", "camera-heartbeat-tcp-timeout")
     assert (one.returncode, one.stdout) == (0, "2\n")
     as_json = json.loads(shared.cli("config", "get", "--json").stdout)
