@@ -2,8 +2,11 @@
 
 Run it with ``sudo ./dev demo`` (or ``python3 demo/demo.py`` with the package importable).
 Each simulated camera is a real TCP listener on its own 127.0.0.x address; the demo stops
-and restarts them (refused), or makes them silent (connects time out), and shows the live
-``pumaguard-hb status`` table. It stops by itself after ``--duration`` seconds or on Ctrl-C,
+and restarts them (refused), or makes them silent (connects time out), and shows what
+``pumaguard-hb status --json`` reports, as a table that fits 80 columns, with the daemon's
+log. The first changes come on a fixed schedule (a camera goes silent after 4 s, one goes
+down, ones come back), so that even a short run shows each kind; then at random. It stops
+by itself after ``--duration`` seconds, on Ctrl-C, SIGTERM or SIGHUP (its terminal closed),
 and removes everything it made.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -22,6 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -83,10 +88,91 @@ class SimulatedCamera:
             conn.close()
 
 
+#: (seconds after start, camera index, what happens): every kind of change in 30 s
+SCRIPT = [
+    (4, 3, "silent"),  # Ridge stops answering: connects time out
+    (10, 4, "up"),  # Pond comes (back) up
+    (16, 1, "down"),  # Barn refuses connections
+    (22, 3, "up"),  # Ridge is back
+    (28, 1, "up"),  # Barn is back
+]
+WIDTH = 80
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_listening(path: Path, daemon: subprocess.Popen[bytes], timeout: float = 20) -> bool:
+    """Until the daemon accepts on its socket (so the first frame shows it running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and daemon.poll() is None:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(path))
+                return True
+            except OSError:
+                time.sleep(0.1)
+    return False
+
+
+def ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    s = max(0, int(now - ts))
+    return f"{s}s ago" if s < 120 else f"{s // 60}m ago"
+
+
+def span(since: float | None, now: float) -> str:
+    if since is None:
+        return "-"
+    s = max(0, int(now - since))
+    return f"{s}s" if s < 120 else f"{s // 60}m"
+
+
+def cut(line: str, width: int = WIDTH) -> str:
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def frame(status: dict[str, Any], now: float) -> list[str]:
+    """The status as lines of at most 80 characters."""
+    d = status.get("daemon", {})
+    summary = status.get("summary", {})
+    lines = [
+        f"daemon   pumaguard-heartbeat {d.get('version', '?')}"
+        f", up {span(now - d.get('uptime_s', 0), now)}"
+        f", {d.get('method', '?')} every {d.get('interval_s', '?')}s"
+        f", next check in {d.get('next_check_in_s') or 0:.0f}s",
+        f"cameras  {summary.get('connected', 0)}/{summary.get('total', 0)} connected",
+        "",
+        f"{'NAME':22}{'IP':13}{'STATUS':14}{'LAST SEEN':11}{'RTT':9}{'IN STATE':8}",
+    ]
+    down = []
+    for cam in status.get("cameras", []):
+        last = cam.get("last_seen")
+        last_ts = None
+        if last:
+            with contextlib.suppress(ValueError):
+                last_ts = time.mktime(time.strptime(last, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        rtt = cam.get("rtt_ms")
+        up = cam.get("status") == "connected"
+        rtt_text = f"{rtt:.1f} ms" if up and isinstance(rtt, (int, float)) else "-"
+        lines.append(
+            f"{str(cam.get('hostname', ''))[:21]:22}{cam.get('ip_address', '')!s:13}"
+            f"{cam.get('status', '')!s:14}{ago(last_ts, now):11}{rtt_text:9}"
+            f"{span(cam.get('since'), now)}"
+        )
+        if cam.get("status") != "connected" and cam.get("reason"):
+            down.append(cut(f"  {cam.get('hostname')}: {cam.get('reason')}"))
+    if down:
+        lines += ["", "why disconnected:", *down]
+    return [cut(line) for line in lines]
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP: end the demo the way Ctrl-C does."""
 
 
 def main() -> int:
@@ -95,71 +181,103 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=2, help="check interval (default 2)")
     args = parser.parse_args()
 
+    def stop_on(signum: int, _frame: object) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) cleans up like Ctrl-C.
+    signal.signal(signal.SIGTERM, stop_on)
+    signal.signal(signal.SIGHUP, stop_on)
+
     tmp = Path(tempfile.mkdtemp(prefix="pumaguard-hb-demo-"))
     settings = tmp / "pumaguard-settings.yaml"
     sock = tmp / "heartbeat.sock"
     port = free_port()
-    cams = {mac: SimulatedCamera(ip, port) for _, ip, mac in CAMERAS}
-    settings.write_text(yaml.safe_dump({
-        "camera-heartbeat-enabled": True,
-        "camera-heartbeat-interval": args.interval,
-        "camera-heartbeat-method": "tcp",
-        "camera-heartbeat-tcp-port": port,
-        "camera-heartbeat-tcp-timeout": 1,
-        "cameras": [{"hostname": n, "ip_address": ip, "last_seen": None, "mac_address": mac,
-                     "status": "disconnected"} for n, ip, mac in CAMERAS],
-    }))
-    for cam in list(cams.values())[:4]:
-        cam.up()
-    env = {**os.environ, "PUMAGUARD_HB_SOCKET": str(sock)}
-    log = open(tmp / "daemon.log", "w")  # noqa: SIM115 - closed below
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "pumaguard_hb", "--settings", str(settings), "--socket", str(sock),
-         "--state-dir", str(tmp / "state")],
-        stdout=log, stderr=log, env=env)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    rng = random.Random(7)
-    start = time.monotonic()
-    next_change = start + 5
+    cams = [SimulatedCamera(ip, port) for _, ip, _ in CAMERAS]
+    daemon: subprocess.Popen[bytes] | None = None
+    log = None
+    reason = "finished"
     try:
-        while not stop.is_set() and time.monotonic() - start < args.duration:
+        settings.write_text(yaml.safe_dump({
+            "camera-heartbeat-enabled": True,
+            "camera-heartbeat-interval": args.interval,
+            "camera-heartbeat-method": "tcp",
+            "camera-heartbeat-tcp-port": port,
+            "camera-heartbeat-tcp-timeout": 1,
+            "cameras": [{"hostname": n, "ip_address": ip, "last_seen": None, "mac_address": mac,
+                         "status": "disconnected"} for n, ip, mac in CAMERAS],
+        }))
+        for cam in cams[:4]:
+            cam.up()
+        env = {**os.environ, "PUMAGUARD_HB_SOCKET": str(sock)}
+        log = open(tmp / "daemon.log", "w")  # noqa: SIM115 - closed below
+        # Its own session: a closed terminal's SIGHUP reaches the demo, which stops it.
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "pumaguard_hb", "--settings", str(settings), "--socket",
+             str(sock), "--state-dir", str(tmp / "state")],
+            stdout=log, stderr=log, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        if not wait_listening(sock, daemon):
+            print((tmp / "daemon.log").read_text(), file=sys.stderr)
+            return 1
+        rng = random.Random(7)
+        start = time.monotonic()
+        script = list(SCRIPT)
+        next_random = start + (SCRIPT[-1][0] + 6 if SCRIPT else 5)
+        while time.monotonic() - start < args.duration:
             if daemon.poll() is not None:
                 print((tmp / "daemon.log").read_text(), file=sys.stderr)
                 return 1
-            if time.monotonic() >= next_change:
-                cam = rng.choice(list(cams.values()))
+            elapsed = time.monotonic() - start
+            while script and script[0][0] <= elapsed:
+                _, index, what = script.pop(0)
+                getattr(cams[index], what)()
+            if not script and time.monotonic() >= next_random:
+                cam = rng.choice(cams)
                 {"up": rng.choice([cam.down, cam.silent]), "down": cam.up,
                  "silent": cam.up}[cam.state]()
-                next_change = time.monotonic() + 6
-            screen = subprocess.run(
-                [sys.executable, "-m", "pumaguard_hb_cli.main", "status"],
+                next_random = time.monotonic() + 6
+            shown = subprocess.run(
+                [sys.executable, "-m", "pumaguard_hb_cli.main", "status", "--json"],
                 env=env, capture_output=True, text=True, timeout=10)
+            try:
+                body = frame(json.loads(shown.stdout), time.time())
+            except ValueError:
+                body = [cut(ln) for ln in (shown.stderr or shown.stdout).splitlines()]
             lines = (tmp / "daemon.log").read_text().splitlines()[-6:]
             if sys.stdout.isatty():
                 print("\x1b[H\x1b[2J", end="")
             left = args.duration - (time.monotonic() - start)
-            print(f"pumaguard-heartbeat demo: 5 simulated cameras on 127.0.0.101-105:{port}; "
-                  f"ends in {left:.0f}s (Ctrl-C to stop)\n")
-            print(screen.stdout or screen.stderr)
-            print("simulation: " + ", ".join(f"{ip}={c.state}" for (_, ip, _), c in
-                                             zip(CAMERAS, cams.values(), strict=True)))
+            print(f"pumaguard-heartbeat demo: 5 simulated cameras on 127.0.0.101-105:{port}")
+            print(f"ends in {left:.0f}s (Ctrl-C to stop); `pumaguard-hb status --json` says:\n")
+            print("\n".join(body))
+            print("\n" + cut("simulation: " + ", ".join(
+                f"{ip.rsplit('.', 1)[1]}={c.state}" for (_, ip, _), c in
+                zip(CAMERAS, cams, strict=True))))
             print("\ndaemon log (journalctl -u pumaguard-heartbeat shows the same lines):")
-            print("\n".join(lines), flush=True)
-            stop.wait(1.0)
+            print("\n".join(cut(ln[11:]) for ln in lines), flush=True)  # without the date
+            time.sleep(1.0)
     except KeyboardInterrupt:
-        pass
+        reason = "stopped (Ctrl-C)"
+    except Stop as exc:
+        reason = f"stopped ({exc})"
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(5)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        for cam in cams.values():
+        # Nothing here may be cut short by a second signal.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if daemon is not None and daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(5)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait(5)
+        for cam in cams:
             cam.down()
-        log.close()
+        if log is not None:
+            log.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("demo finished; everything it started has been stopped and removed")
+    with contextlib.suppress(OSError):  # the terminal may be gone
+        print(f"demo {reason}; everything it started has been stopped and removed", flush=True)
     return 0
 
 
