@@ -628,6 +628,36 @@ def test_permission_denied_outside_the_group_and_allowed_inside() -> None:
                 "check-now", "Microseven-Gate", env=env, prefix=member_prefix, python=python
             )
             assert ok.returncode == 0, ok.stderr
+            # a member may tune the heartbeat, but not what runs a program or sends data
+            # off the machine: that would be running code as the service user
+            ok = run_cli(
+                "config",
+                "set",
+                "camera_heartbeat_tcp_timeout",
+                "2",
+                env=env,
+                prefix=member_prefix,
+                python=python,
+            )
+            assert ok.returncode == 0, ok.stderr
+            for key, value in (
+                ("camera_heartbeat_on_change_command", "/bin/sh -c id"),
+                ("camera_heartbeat_webhooks", "[http://127.0.0.1:9/x]"),
+                ("camera_heartbeat_metrics_listen", "127.0.0.1:9469"),
+                ("camera_heartbeat_webui_url", "http://127.0.0.1:9"),
+            ):
+                denied = run_cli(
+                    "config", "set", key, value, env=env, prefix=member_prefix, python=python
+                )
+                assert denied.returncode == 4, denied.stderr
+                line = one_line_error(denied)
+                assert f"{key} runs a program or sends data off the machine" in line
+                assert f"only root may change it over the socket (or edit {s.settings})" in line
+            assert "on_change_command" not in s.settings.read_text()
+            ok = run_cli(
+                "config", "set", "camera_heartbeat_on_change_command", "/bin/true", env=env
+            )
+            assert ok.returncode == 0, ok.stderr  # root may
 
             # a socket opened to everyone: reading works, changing anything is refused
             os.chmod(sock, 0o666)
