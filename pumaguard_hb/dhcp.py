@@ -11,8 +11,6 @@ from collections.abc import Iterable
 
 ACTIONS = ("add", "old", "del")
 IGNORED_ACTIONS = ("init", "tftp", "arp-add", "arp-del", "relay-snoop")
-#: PumaGuard 25.x's own rule (its web UI learns these without being told)
-WEBUI_CAMERA_PATTERNS = ("Microseven*", "Reolink*")
 
 
 def is_camera_name(hostname: str, patterns: Iterable[str]) -> bool:

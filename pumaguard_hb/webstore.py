@@ -32,8 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from .camera import CONNECTED, DISCONNECTED, Camera, normalize_mac, now_iso
-from .dhcp import WEBUI_CAMERA_PATTERNS, is_camera_name
-from .errors import Conflict
+from .errors import Conflict, InvalidValue
 from .logs import NOTICE
 from .settings import Settings
 from .settings_file import Snapshot
@@ -43,6 +42,8 @@ from .webui import WebUI, WebUIError
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 256  # DHCP events kept while the web UI does not answer
+#: PumaGuard 25.x learns a DHCP device as a camera by these prefixes (case-sensitive)
+WEBUI_CAMERA_PREFIXES = ("Microseven", "Reolink")
 
 
 def _when(text: Any) -> float | None:
@@ -106,7 +107,7 @@ class WebUIStore:
                 await asyncio.to_thread(
                     self.client.event,
                     action,
-                    cam.mac_address,
+                    self._their_mac(cam.mac_address),
                     cam.ip_address,
                     cam.hostname,
                     timestamp,
@@ -121,6 +122,12 @@ class WebUIStore:
                 record["last_seen"] = timestamp
         self._up()
         return None
+
+    def _their_mac(self, mac: str) -> str:
+        """The MAC as the web UI spells it: it matches events to cameras letter by letter."""
+        record = self.shown.get(mac)
+        theirs = record.get("mac_address") if record else None
+        return theirs if isinstance(theirs, str) and theirs else mac
 
     def _report_for(self, cam: Camera, refresh: float) -> tuple[str, str | None] | None:
         """What to tell the web UI about ``cam``: (action, timestamp), or None."""
@@ -148,19 +155,22 @@ class WebUIStore:
             raise Conflict(
                 "the web UI identifies cameras by MAC address: add it with --mac aa:bb:cc:dd:ee:ff"
             )
+        mac, ip, name = camera.mac_address, camera.ip_address, camera.hostname
         try:
-            await asyncio.to_thread(
-                self.client.add_camera, camera.hostname, camera.ip_address, camera.mac_address
-            )
+            await asyncio.to_thread(self.client.add_camera, name, ip, mac, DISCONNECTED)
+            # it sets last_seen to now whatever it is told; a camera never seen has none
+            await asyncio.to_thread(self.client.event, "del", mac, ip, name, None)
         except WebUIError as err:
             self._down(err)
             raise Conflict(f"not added: {err}") from None
+        except InvalidValue as err:
+            raise Conflict(f"the web UI would not take it: {err}") from None
         self._up()
-        self.shown[camera.mac_address] = {
-            "hostname": camera.hostname,
-            "ip_address": camera.ip_address,
-            "mac_address": camera.mac_address,
-            "status": None,
+        self.shown[mac] = {
+            "hostname": name,
+            "ip_address": ip,
+            "mac_address": mac,
+            "status": DISCONNECTED,
             "last_seen": None,
         }
 
@@ -168,7 +178,7 @@ class WebUIStore:
         if not camera.mac_address:
             return
         try:
-            await asyncio.to_thread(self.client.remove_camera, camera.mac_address)
+            await asyncio.to_thread(self.client.remove_camera, self._their_mac(camera.mac_address))
         except WebUIError as err:
             self._down(err)
             raise Conflict(f"not removed: {err}") from None
@@ -182,8 +192,8 @@ class WebUIStore:
             return
         if (
             cam is not None
-            and outcome.learned
-            and not is_camera_name(event.hostname, WEBUI_CAMERA_PATTERNS)
+            and cam.mac_address not in self.shown
+            and not event.hostname.startswith(WEBUI_CAMERA_PREFIXES)
         ):
             # our hostname patterns call it a camera, the web UI's rule would not: tell it
             try:
@@ -193,7 +203,7 @@ class WebUIStore:
             except WebUIError as err:
                 self._down(err)
         timestamp = now_iso() if event.action != "del" else (cam.last_seen if cam else None)
-        item = (event.action, event.mac, event.ip, event.hostname, timestamp)
+        item = (event.action, self._their_mac(event.mac), event.ip, event.hostname, timestamp)
         if self.reachable is False:
             self._queue.append(item)
             return
