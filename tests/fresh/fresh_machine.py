@@ -263,6 +263,9 @@ class FreshMachine:
             # of its own: all capabilities, no user namespace, the host's network (the
             # package registries; the tests only use loopback and their own namespaces).
             "--capability=all",
+            # its own /etc/localtime (tzdata's postinst replaces it) and the host's DNS
+            "--timezone=off",
+            "--resolv-conf=copy-host",
             "--private-users=no",
             f"--rlimit=NOFILE={NOFILE}",
             "--setenv=CI=true",
