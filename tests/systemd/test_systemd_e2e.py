@@ -23,6 +23,7 @@ pytestmark = pytest.mark.systemd
 
 UNIT = "pumaguard-heartbeat.service"
 SETTINGS = "/var/lib/pumaguard-heartbeat/pumaguard-settings.yaml"
+OWN_CONFIG = "/var/lib/pumaguard-heartbeat/heartbeat.yaml"  # the unit's --config
 HOOK = "/usr/lib/pumaguard-heartbeat/dnsmasq-dhcp-script"
 
 STATION_IP = "10.204.1.1"
@@ -75,14 +76,14 @@ class Station:
     cams_if: str
     helpers: list[Any] = field(default_factory=list)
 
-    def settings(self) -> dict[str, Any]:
-        """The settings file as the daemon left it."""
+    def settings(self, path: str = SETTINGS) -> dict[str, Any]:
+        """The settings file (or, given its path, the daemon's own config) as left."""
         out = self.c.run(
             [
                 "python3",
                 "-c",
                 "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
-                SETTINGS,
+                path,
             ]
         ).stdout
         return json.loads(out) or {}
@@ -299,12 +300,15 @@ def test_cli_as_group_member_and_stranger(station: Station) -> None:
     assert check.returncode == 1, check.stdout + check.stderr
     assert "Traceback" not in check.stderr
 
-    # Settings changed through the daemon are validated and persisted.
+    # Settings changed through the daemon are validated and persisted in its own config
+    # (the unit's --config), which wins over the shared file.
+    shared_interval = st.settings().get("camera_heartbeat_interval")
     assert st.hb("config", "set", "camera_heartbeat_interval", "7", user="alice").returncode == 0
-    assert st.settings()["camera_heartbeat_interval"] == 7
+    assert st.settings(OWN_CONFIG)["camera_heartbeat_interval"] == 7
+    assert st.settings().get("camera_heartbeat_interval") == shared_interval
     bad = st.hb("config", "set", "camera_heartbeat_interval", "-1", user="alice")
     assert bad.returncode == 6, bad.stdout + bad.stderr
-    assert st.settings()["camera_heartbeat_interval"] == 7
+    assert st.settings(OWN_CONFIG)["camera_heartbeat_interval"] == 7
     assert st.hb("check-now", "no-such-camera", user="alice").returncode == 5
     assert st.hb("no-such-command", user="alice").returncode == 2
     assert st.hb("reload", user="alice").returncode == 0
