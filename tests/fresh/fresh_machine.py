@@ -58,6 +58,8 @@ DEMO_SECONDS = 20
 #: Debian's default limits for a login (a fresh machine's), not this host's.
 NOFILE = "1024:524288"
 CODENAMES = ("bookworm", "trixie")
+#: systemd-nspawn 252 says this on exit when the host's /run is not a tmpfs; harmless.
+NSPAWN_NOISE = b'Attempted to remove disk file system under "/run/systemd/nspawn/propagate/'
 
 
 def log(msg: str) -> None:
@@ -292,6 +294,8 @@ class FreshMachine:
         deadline = time.monotonic() + timeout
         try:
             for line in iter(proc.stdout.readline, b""):
+                if line.startswith(NSPAWN_NOISE):
+                    continue
                 sys.stdout.write(f"[{self.suite}] " + line.decode(errors="replace"))
                 sys.stdout.flush()
                 if time.monotonic() > deadline:
