@@ -294,6 +294,16 @@ def status_view(
         icmp.append(f": {d['icmp_problem']}", style="red")
     _line(console, "ICMP", icmp)
     _line(console, "settings", str(d.get("settings_path")))
+    if d.get("config_path"):
+        _line(console, "config", str(d["config_path"]))
+    webui = d.get("webui")
+    if d.get("mode") == "webui" and isinstance(webui, dict):
+        shown = lit(f"{webui.get('url')} (cameras and results go through it)")
+        if webui.get("problem"):
+            shown.append(f"; not answering: {webui['problem']}", style="bold red")
+        elif webui.get("reachable") is None:
+            shown.append("; not asked yet", style="yellow")
+        _line(console, "web UI", shown)
     hist = d.get("history")
     if isinstance(hist, dict) and not hist.get("available"):
         _line(console, "history", lit(f"unavailable: {hist.get('problem')}", "yellow"))
