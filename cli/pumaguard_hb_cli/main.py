@@ -544,7 +544,8 @@ def dhcp_event(action: str, mac: str, ip: str, hostname: str | None, settings: s
     """Report a DHCP lease event, as dnsmasq's dhcp-script does.
 
     ACTION is add, old or del (others are accepted and ignored). When the daemon
-    is not running, the event is written into the settings file directly.
+    is not running, the event goes to the PumaGuard web UI when the daemon runs in
+    web UI mode (and the web UI answers), else into the settings file directly.
 
     \b
     Example:
@@ -567,6 +568,8 @@ def dhcp_event(action: str, mac: str, ip: str, hostname: str | None, settings: s
         )
     elif result.via == "file":
         click.echo(f"{result.message} (daemon not running; written to {result.settings_path})")
+    elif result.via == "webui":
+        click.echo(f"{result.message} (daemon not running)")
     else:
         click.echo(result.message)
     return exits.OK
