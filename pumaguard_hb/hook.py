@@ -13,9 +13,11 @@ Shipped as ``/usr/lib/pumaguard-heartbeat/dnsmasq-dhcp-script``; also run by
 
 from __future__ import annotations
 
+import grp
 import logging
 import logging.handlers
 import os
+import pwd
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from .webui import WebUI, WebUIError
 log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT = 2.0  # seconds for the daemon to answer; dnsmasq waits for the script
+SERVICE_USER = "pumaguard-hb"  # the service's system user and group (systemd/sysusers)
+NOBODY = 65534  # nobody/nogroup: whom root becomes when the folder's owner is root
 SERVICE_SETTINGS = Path("/var/lib/pumaguard-heartbeat/pumaguard-settings.yaml")
 SERVICE_CONFIG = Path("/var/lib/pumaguard-heartbeat/heartbeat.yaml")  # the service's --config
 SYSLOG_SOCKET = "/dev/log"
@@ -105,6 +109,7 @@ def handle_event(
             problem = f"{problem}; {err}"
     path = hook_settings_path(settings_path)
     log.debug("daemon not reachable (%s); applying the event to %s", problem, path)
+    drop_privileges(path)  # dnsmasq runs us as root: never touch a file with more power
     return apply_to_file(action, mac, ip, hostname, path, problem)
 
 
@@ -181,11 +186,76 @@ def apply_to_webui(
     """Pass one event to the web UI (daemon not running, web UI mode); WebUIError if it
     does not take it."""
     client = WebUI(url, timeout=HOOK_TIMEOUT)
-    stamp = now_iso() if action != "del" else None
+    stamp: str | None = now_iso()
+    if action == "del":  # keep the last good contact: the web UI takes the event's timestamp
+        known = {str(r.get("mac_address", "")).lower(): r for r in client.cameras()}
+        last = known.get(mac, {}).get("last_seen")
+        stamp = last if isinstance(last, str) and last else None
     client.event(action, mac, ip, hostname or "", stamp)
     return EventResult(
         f"dhcp {action} {mac} {ip}: sent to the web UI at {url}", "webui", None, daemon_problem
     )
+
+
+def service_identity(path: Path) -> tuple[int, int, str | None]:
+    """Whom the hook acts as when dnsmasq runs it as root: ``(uid, gid, user name)``.
+
+    The service's user and group (``pumaguard-hb``) when that user exists; else the owner
+    and group of the settings file's folder (its nearest existing ancestor); never root:
+    a folder of root's is written as nobody/nogroup (which will usually fail, logged:
+    root's own files are not the hook's business).
+    """
+    try:
+        user = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        pass
+    else:
+        try:
+            gid = grp.getgrnam(SERVICE_USER).gr_gid
+        except KeyError:
+            gid = user.pw_gid
+        return user.pw_uid, gid, user.pw_name
+    folder = Path(os.path.abspath(path)).parent
+    while True:
+        try:
+            st = os.stat(folder)
+            break
+        except OSError:
+            if folder.parent == folder:
+                return NOBODY, NOBODY, None
+            folder = folder.parent
+    uid, gid = st.st_uid, st.st_gid
+    if uid == 0:
+        return NOBODY, NOBODY, None
+    if gid == 0:
+        gid = NOBODY
+    try:
+        name: str | None = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = None
+    return uid, gid, name
+
+
+def drop_privileges(path: Path) -> None:
+    """Run as root, become the service's user (see :func:`service_identity`) for good: real,
+    effective and saved ids, and only that user's groups. A no-op when not root.
+
+    Called before the hook opens any file, so a symlink planted by the service user (or
+    by code it runs) at the lock, temp or settings path gets no more power than theirs.
+    """
+    if os.geteuid() != 0 and os.getuid() != 0:
+        return
+    uid, gid, name = service_identity(path)
+    groups = {gid}
+    if name is not None:
+        groups |= {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+    groups.discard(0)
+    os.setgroups(sorted(groups))
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if 0 in (os.getuid(), os.geteuid(), *os.getresuid(), *os.getresgid()):
+        raise RuntimeError("could not drop root privileges; not touching any file")
+    log.debug("acting as uid %d gid %d (%s)", uid, gid, name or "no name")
 
 
 def _event_args(argv: list[str]) -> tuple[str, str, str, str | None] | None:

@@ -156,7 +156,7 @@ class SettingsFile:
         # noticed) and cannot be set back by tools that copy times (rsync -t, cp -p)
         return (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
 
-    def read(self) -> Snapshot:
+    def read(self, settle_timeout: float | None = None) -> Snapshot:
         """Parse the file; a missing file is an empty document; SettingsError otherwise.
 
         Never returns a torn read: writers such as the PumaGuard web UI and nano save by
@@ -166,38 +166,48 @@ class SettingsFile:
         (bounded, :data:`SETTLE_TIMEOUT`) until its identity (size, ctime) has been still
         for :data:`SETTLE_QUIET` and it parses. An empty file that stays empty is
         :class:`BeingWritten`, a SettingsError: callers keep their last good settings
-        and skip the write.
+        and skip the write. ``settle_timeout`` overrides the object's bound for this read
+        (a suspect read not settled within it is BeingWritten; run reads off the event loop).
         """
         data, before = self._read_settled_bytes()
         if before is None:
             return Snapshot({}, None)
-        suspect = self._suspect(data)
-        if suspect:
-            data, before = self._settle(data, before)
+        doc, error = self._try_decode(data)
+        if self._suspect(data, error):
+            first = data
+            data, before = self._settle(
+                data, before, self.settle_timeout if settle_timeout is None else settle_timeout
+            )
             if before is None:
                 return Snapshot({}, None)
-        doc = self._decode(data)
+            if data != first:  # parse again only what changed (a deep document costs seconds)
+                doc, error = self._try_decode(data)
+        if error is not None:
+            raise error
+        assert doc is not None
         self.last_good_size = len(data)
         return Snapshot(doc, before, ascii_only=data.isascii())
 
-    def _suspect(self, data: bytes) -> bool:
+    def _try_decode(self, data: bytes) -> tuple[dict[str, Any] | None, SettingsError | None]:
+        try:
+            return self._decode(data), None
+        except SettingsError as err:
+            return None, err
+
+    def _suspect(self, data: bytes, error: SettingsError | None) -> bool:
         """True when ``data`` may be a write caught half-way (it is settled before use)."""
         last = self.last_good_size
         if not data.strip():
             return True  # empty: truncated and not written yet, unless it stays so
         if last is not None and len(data) < last:
             return True  # shrank: may be a prefix of what is being written
-        try:
-            self._decode(data)
-        except SettingsError:
-            return True  # may be cut in the middle of a line
-        return False
+        return error is not None  # may be cut in the middle of a line
 
     def _settle(
-        self, data: bytes, identity: tuple[int, int, int, int]
+        self, data: bytes, identity: tuple[int, int, int, int], timeout: float
     ) -> tuple[bytes, tuple[int, int, int, int] | None]:
         """Wait (bounded) until the file has been still for SETTLE_QUIET and is not torn."""
-        deadline = time.monotonic() + self.settle_timeout
+        deadline = time.monotonic() + timeout
         still_since = time.monotonic()
         while True:
             time.sleep(SETTLE_STEP)
@@ -212,19 +222,23 @@ class SettingsFile:
                 still_since = time.monotonic()
             quiet = time.monotonic() - still_since >= SETTLE_QUIET
             empty = not data.strip()
-            if quiet and not empty:
-                return data, identity  # still and not empty: a finished write (or a broken one)
-            if quiet and empty and not self.last_good_size:
-                return data, identity  # was empty before, or never read: an empty file
+            if quiet and not (empty and self.last_good_size):
+                # still for a while: a finished write (or an empty file that was empty before,
+                # or a broken one, which the caller then reports)
+                return data, identity
             if time.monotonic() >= deadline:
                 if empty:
                     raise BeingWritten(
                         str(self.path),
                         f"is empty (it had {self.last_good_size} bytes): a writer truncated it "
-                        f"and has not written it in {self.settle_timeout:g}s; not used, "
+                        f"and has not written it in {timeout:g}s; not used, "
                         "and never written over",
                     )
-                return data, identity
+                raise BeingWritten(
+                    str(self.path),
+                    f"is being written in place (it kept changing for {timeout:g}s "
+                    "after a read that may be torn); not used until it is still",
+                )
 
     def _read_settled_bytes(self) -> tuple[bytes, tuple[int, int, int, int] | None]:
         """The bytes and the identity they were read at (unchanged across the read)."""
@@ -273,18 +287,20 @@ class SettingsFile:
         """Hold the shared exclusive lock (bounded wait) for a read-modify-write."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
-            _give_to_folder_owner(fd, self.path.parent)
+            # O_NOFOLLOW: a symlink planted at the lock path is refused, never followed
+            fd = os.open(
+                self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660
+            )
         except OSError as err:
             raise StoreError(f"cannot open lock file {self.lock_path}: {err.strerror}") from None
         try:
-            deadline = time.monotonic() + self.lock_timeout
+            began = time.monotonic()  # lock_timeout is read each round: a stop may shorten it
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() > deadline:
+                    if time.monotonic() - began > self.lock_timeout:
                         raise StoreError(
                             f"{self.lock_path} is held by another writer for "
                             f"{self.lock_timeout:.0f}s"
@@ -333,14 +349,16 @@ class SettingsFile:
         _remove_stale_temps(folder, target.name)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            # a new file of ours (O_EXCL, O_NOFOLLOW): chmod/chown touch only what we created
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
             try:
                 if old is not None:
                     os.fchmod(fd, stat.S_IMODE(old.st_mode))
                     _keep_owner(fd, old)
                 else:
                     os.fchmod(fd, 0o660)
-                    _give_to_folder_owner(fd, folder)
                 view = memoryview(text.encode("utf-8"))
                 while view:
                     view = view[os.write(fd, view) :]
@@ -373,26 +391,18 @@ def _remove_stale_temps(folder: Path, name: str) -> None:
     prefix = f".{name}.tmp-"
     try:
         with os.scandir(folder) as entries:
-            stale = [e.path for e in entries if e.name.startswith(prefix) and e.is_file()]
+            stale = [
+                e.path
+                for e in entries
+                if e.name.startswith(prefix)
+                and (e.is_symlink() or e.is_file(follow_symlinks=False))
+            ]
     except OSError:
         return
     for path in stale[:100]:
         with contextlib.suppress(OSError):
             os.unlink(path)
             log.info("removed %s, left behind by an interrupted write", path)
-
-
-def _give_to_folder_owner(fd: int, folder: Path) -> None:
-    """A file root creates in somebody else's folder (the service's state directory) goes to
-    that folder's owner, so the service can still open it afterwards."""
-    if os.geteuid() != 0:
-        return
-    st = os.fstat(fd)
-    if st.st_uid != 0 or st.st_nlink == 0:
-        return  # not ours to hand over (an existing file keeps its owner)
-    owner = os.stat(folder)
-    if (owner.st_uid, owner.st_gid) != (0, 0):
-        os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def _keep_owner(fd: int, old: os.stat_result) -> None:

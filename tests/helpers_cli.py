@@ -280,3 +280,31 @@ def unprivileged_python(prefix: Sequence[str]) -> str | None:
         if done.returncode == 0:
             return candidate
     return None
+
+
+# -- folders the dnsmasq hook may write when run as root --------------------------------------
+
+NOBODY = 65534
+
+
+def give_to_nobody(folder: Path) -> Path:
+    """Make ``folder`` and the files in it nobody's (the service user's stand-in), as the
+    service's state folder is the service user's. Run as root, the hook acts as the folder's
+    owner (never as root), so a test's folder must belong to somebody else; not root: no-op."""
+    if os.geteuid() != 0:
+        return folder
+    os.chown(folder, NOBODY, NOBODY)
+    for entry in folder.iterdir():
+        os.chown(entry, NOBODY, NOBODY, follow_symlinks=False)
+    return folder
+
+
+@contextlib.contextmanager
+def hook_folder() -> Iterator[Path]:
+    """A fresh folder the hook run as root can write (nobody's, under /tmp, 0755)."""
+    folder = Path(tempfile.mkdtemp(prefix="phb-hook-"))
+    try:
+        os.chmod(folder, 0o755)
+        yield give_to_nobody(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

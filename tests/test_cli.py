@@ -23,6 +23,8 @@ from helpers_cli import (
     Station,
     as_user,
     clean_env,
+    give_to_nobody,
+    hook_folder,
     read_settings,
     run_cli,
     station,
@@ -316,8 +318,14 @@ def test_dhcp_event_through_the_daemon(fresh: Station) -> None:
     one_line_error(usage)
 
 
-def test_dhcp_event_without_daemon_writes_the_file(tmp_path: Path) -> None:
+def test_dhcp_event_without_daemon_writes_the_file() -> None:
+    with hook_folder() as folder:  # run as root, the hook acts as the folder's owner
+        dhcp_event_without_daemon(folder)
+
+
+def dhcp_event_without_daemon(tmp_path: Path) -> None:
     settings = write_settings(tmp_path / "s.yaml", {"cameras": []})
+    give_to_nobody(tmp_path)
     env = clean_env(PUMAGUARD_HB_SOCKET=str(tmp_path / "none.sock"))
     done = run_cli(
         "dhcp-event",

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from harness import REPO, Daemon, wait_for, write_settings
+from helpers_cli import give_to_nobody
 from netlab import CAMERAS_VETH, PROBER_VETH, Lab, lab_fixture, requires_root_netns
 
 pytestmark = [pytest.mark.netns, requires_root_netns]
@@ -195,6 +196,7 @@ def test_leases_reach_the_daemon_and_the_file(lab: Lab, folder: Path) -> None:
 
     # with the daemon stopped, the hook writes the file itself: nothing is lost
     d.stop()
+    give_to_nobody(folder)  # the service's folder is its user's: the root hook acts as them
     lease(lab, CAMERA_MAC, "unknown")  # "unknown" never replaces a known hostname
     wait_for(lambda: cameras(d.settings)[CAMERA_MAC]["status"] == "connected", timeout=20)
     doc = yaml.safe_load(d.settings.read_text())

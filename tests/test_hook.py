@@ -19,6 +19,8 @@ from helpers_cli import (
     Station,
     cameras_by_mac,
     clean_env,
+    give_to_nobody,
+    hook_folder,
     read_settings,
     run_hook,
     station,
@@ -36,6 +38,13 @@ def running(tmp_path: Path) -> Iterator[Station]:
     with station(tmp_path) as s:
         s.daemon.wait_swept()
         yield s
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    """A folder the hook may write when run as root (it acts as the folder's owner)."""
+    with hook_folder() as path:
+        yield path
 
 
 def status_by_mac(s: Station) -> dict[str, dict[str, object]]:
@@ -90,11 +99,12 @@ def test_del_marks_disconnected_and_old_reconnects(running: Station) -> None:
     assert status_by_mac(running)[KNOWN_MAC]["hostname"] == "Microseven-Gate"
 
 
-def test_daemon_stopped_events_reach_the_settings_file(tmp_path: Path) -> None:
-    s = Station(tmp_path)
+def test_daemon_stopped_events_reach_the_settings_file(folder: Path) -> None:
+    s = Station(folder)
     s.close()  # never started: only the file is there (with a web UI key we must keep)
+    give_to_nobody(folder)
     env = clean_env(
-        PUMAGUARD_HB_SOCKET=str(tmp_path / "hb.sock"), PUMAGUARD_SETTINGS=str(s.settings)
+        PUMAGUARD_HB_SOCKET=str(folder / "hb.sock"), PUMAGUARD_SETTINGS=str(s.settings)
     )
     done = run_hook("add", "00:11:22:33:44:cc", "127.0.0.30", "Microseven-Pond", env=env)
     assert done.returncode == 0
@@ -120,7 +130,7 @@ def test_daemon_stopped_events_reach_the_settings_file(tmp_path: Path) -> None:
     assert s.settings.read_bytes() == before
 
     # the daemon, once started, monitors what the hook wrote
-    daemon = HbDaemon(s.settings, tmp_path / "hb.sock")
+    daemon = HbDaemon(s.settings, folder / "hb.sock")
     try:
         daemon.start()
         cams = {c["mac_address"]: c for c in daemon.call("status")["cameras"]}
@@ -129,15 +139,16 @@ def test_daemon_stopped_events_reach_the_settings_file(tmp_path: Path) -> None:
         daemon.stop()
 
 
-def test_dnsmasq_hostname_patterns_come_from_the_file(tmp_path: Path) -> None:
+def test_dnsmasq_hostname_patterns_come_from_the_file(folder: Path) -> None:
     settings = write_settings(
-        tmp_path / "s.yaml",
+        folder / "s.yaml",
         {
             "camera-heartbeat-hostname-patterns": ["M7*"],
             "camera-heartbeat-interval": -1,  # an unrelated bad value does not stop the hook
         },
     )
-    env = clean_env(PUMAGUARD_HB_SOCKET=str(tmp_path / "hb.sock"), PUMAGUARD_SETTINGS=str(settings))
+    give_to_nobody(folder)
+    env = clean_env(PUMAGUARD_HB_SOCKET=str(folder / "hb.sock"), PUMAGUARD_SETTINGS=str(settings))
     done = run_hook("add", "00:11:22:33:44:ee", "127.0.0.40", "m7-shed", env=env)
     assert done.returncode == 0
     assert "camera-heartbeat-interval" in done.stderr  # the warning names the bad key
@@ -184,19 +195,21 @@ def test_other_actions_are_ignored(tmp_path: Path, args: list[str]) -> None:
     assert not (tmp_path / "s.yaml").exists()
 
 
-def test_unparsable_file_is_not_written_over(tmp_path: Path) -> None:
-    settings = tmp_path / "s.yaml"
+def test_unparsable_file_is_not_written_over(folder: Path) -> None:
+    settings = folder / "s.yaml"
     settings.write_text("cameras: [half an edit\n")
-    env = clean_env(PUMAGUARD_HB_SOCKET=str(tmp_path / "hb.sock"), PUMAGUARD_SETTINGS=str(settings))
+    give_to_nobody(folder)
+    env = clean_env(PUMAGUARD_HB_SOCKET=str(folder / "hb.sock"), PUMAGUARD_SETTINGS=str(settings))
     done = run_hook("add", "00:11:22:33:44:01", "127.0.0.2", "Microseven-A", env=env)
     assert done.returncode == 0 and "does not parse as YAML" in done.stderr
     assert settings.read_text() == "cameras: [half an edit\n"
 
 
-def test_dhcpv6_uses_the_mac_dnsmasq_gives(tmp_path: Path) -> None:
-    settings = write_settings(tmp_path / "s.yaml", {"cameras": []})
+def test_dhcpv6_uses_the_mac_dnsmasq_gives(folder: Path) -> None:
+    settings = write_settings(folder / "s.yaml", {"cameras": []})
+    give_to_nobody(folder)
     env = clean_env(
-        PUMAGUARD_HB_SOCKET=str(tmp_path / "hb.sock"),
+        PUMAGUARD_HB_SOCKET=str(folder / "hb.sock"),
         PUMAGUARD_SETTINGS=str(settings),
         DNSMASQ_IAID="12345",
         DNSMASQ_MAC="00:11:22:33:44:66",

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from harness import REPO, Daemon, Listeners, camera, wait_for, write_settings
+from helpers_cli import give_to_nobody, hook_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,13 +188,19 @@ def _run_hook(argv: list[bytes | str], env: dict[str, str], script: bool) -> \
 
 
 @pytest.mark.parametrize("daemon_up", [True, False], ids=["daemon", "no-daemon"])
-def test_hostile_dhcp_events_via_the_hook(tmp_path: Path, listeners: Listeners,
-                                          daemon_up: bool) -> None:
+def test_hostile_dhcp_events_via_the_hook(listeners: Listeners, daemon_up: bool) -> None:
+    with hook_folder() as folder:  # run as root, the hook acts as the folder's owner
+        hostile_dhcp_events_via_the_hook(folder, listeners, daemon_up)
+
+
+def hostile_dhcp_events_via_the_hook(tmp_path: Path, listeners: Listeners,
+                                     daemon_up: bool) -> None:
     ip, port = listeners.open("127.0.0.61")
     d = Daemon(tmp_path)
     write_settings(d.settings, {"camera-heartbeat-interval": 3600,
                                 "camera-heartbeat-tcp-port": port, "web-ui": "keep me",
                                 "cameras": [camera("Microseven-cam", ip, GOOD_MAC)]})
+    give_to_nobody(tmp_path)
     try:
         if daemon_up:
             d.start()
