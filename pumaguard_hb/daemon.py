@@ -248,7 +248,7 @@ async def _housekeeping(monitor: Monitor, notifier: Notifier, metrics: MetricsSe
     try:
         while True:
             if monitor.file_changed():
-                await monitor.reload("file changed")
+                await monitor.reload("file changed", notify=False)
                 await monitor.flush()  # changes held back while the file was broken
             await metrics.apply(monitor.settings.metrics_listen)
             if notifier.enabled and time.monotonic() - status_sent >= STATUS_EVERY:

@@ -136,20 +136,22 @@ class Monitor:
         own = self.own.read() if self.own else None
         return shared, own
 
-    async def reload(self, why: str) -> str | None:
+    async def reload(self, why: str, notify: bool = True) -> str | None:
         """Re-read the settings after an outside change; bad values keep the old settings.
 
         A file that does not parse (or a shared file deleted under a running daemon, in
         standalone mode) also stops writes to it; a readable file with an invalid value
         does not: its cameras are still monitored and their status still written.
+        A reload asked for (SIGHUP, ``pumaguard-hb reload``) tells systemd RELOADING=1 and
+        READY=1; one after an edit noticed by the file watch does not.
         """
-        if self.notifier is not None:
-            self.notifier.reloading()
+        if not notify or self.notifier is None:
+            return await self._reload(why)
+        self.notifier.reloading()
         try:
             return await self._reload(why)
         finally:
-            if self.notifier is not None:
-                self.notifier.reloaded(self.summary_line())
+            self.notifier.reloaded(self.summary_line())
 
     async def _reload(self, why: str) -> str | None:
         try:
