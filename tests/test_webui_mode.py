@@ -755,3 +755,32 @@ def test_status_text_names_the_web_ui(station) -> None:
     doc = json.loads(js.stdout)
     assert doc["daemon"]["mode"] == "webui"
     assert set(doc["daemon"]["webui"]) >= {"url", "reachable", "problem"}
+
+
+def test_the_guide_config_set_of_the_url_then_a_restart(station) -> None:
+    """docs/webui.md step 2 for the service: ``config set camera_heartbeat_webui_url`` writes
+    our own config; after a restart the daemon is in web UI mode."""
+    s = station(two_cameras())
+    # standalone first, on a settings file of its own (as the service's default)
+    (s.tmp / "standalone").mkdir()
+    alone = Daemon(s.tmp / "standalone", s.tmp / "standalone" / "pumaguard-settings.yaml")
+    alone.start(args=["--config", str(s.own)])
+    try:
+        assert alone.call("status")["daemon"]["mode"] == "standalone"
+        done = run_cli(
+            "config",
+            "set",
+            "camera_heartbeat_webui_url",
+            s.url,
+            env=clean_env(PUMAGUARD_HB_SOCKET=str(alone.socket)),
+        )
+        assert done.returncode == 0, (done.stdout, done.stderr)
+    finally:
+        alone.stop()
+    assert yaml.safe_load(s.own.read_text())["camera_heartbeat_webui_url"] == s.url
+    s.start_daemon(args=["--config", str(s.own)])
+    status = s.status()
+    assert status["daemon"]["mode"] == "webui"
+    assert status["daemon"]["webui"]["url"] == s.url
+    s.wait_webui(UP[2], status="connected")
+    s.assert_one_writer()
