@@ -422,7 +422,7 @@ class Monitor:
             self._changed(outcome.change)
         if outcome.camera is not None:
             await self.flush()
-        if outcome.change is None:
+        if outcome.change is None and not outcome.refused:  # a refusal is said once above
             log.info("%s", outcome.message)
         return outcome.message
 

@@ -17,6 +17,9 @@ from typing import Any
 import yaml
 from harness import Daemon, Listeners, camera, free_port, wait_for, write_settings
 
+from pumaguard_hb.client import Client
+from pumaguard_hb.station import MAX_LEARNED
+
 MAC1, MAC2 = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"
 
 
@@ -224,3 +227,19 @@ def test_stop_is_bounded_and_keeps_what_it_could_not_write(daemon_factory) -> No
     assert file_cams(d.settings)[MAC1]["hostname"] == "Microseven-new"
     assert not spool.exists()
     assert d2.call("status")["daemon"]["write_error"] is None
+
+
+def test_dhcp_learning_stops_at_the_documented_bound_and_says_so_once(daemon_factory) -> None:
+    d = daemon_factory()
+    write_settings(d.settings, doc([]))
+    d.start()
+    with Client(d.socket, timeout=30) as client:  # one connection: 300 events in a row
+        for i in range(300):
+            mac = f"aa:bb:cc:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+            ip = f"127.1.{i >> 8}.{(i & 127) + 1}"
+            client.call(
+                "dhcp_event", {"action": "add", "mac": mac, "ip": ip, "hostname": "Microseven-x"}
+            )
+    assert len(d.call("status")["cameras"]) == MAX_LEARNED == 256
+    assert len(yaml.safe_load(d.settings.read_text())["cameras"]) == 256
+    assert d.log().count("not learned: the station already has 256 cameras") == 1
