@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
 import shlex
 import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +44,8 @@ COMMAND_TIMEOUT = 30.0  # seconds before a command is killed
 COMMAND_CONCURRENCY = 4
 OUTPUT_KEPT = 4096  # bytes of a command's output kept for the log
 SHUTDOWN_GRACE = 0.3  # seconds given to pending actions when the daemon stops
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+KEPT_ENV = ("PATH", "LANG", "LC_ALL")  # all the command gets of the daemon's environment
 
 
 def iso_utc(ts: float) -> str:
@@ -100,6 +105,69 @@ def event_env(body: dict[str, Any]) -> dict[str, str]:
         "PUMAGUARD_HB_STATION": body["station"],
         "PUMAGUARD_HB_JSON": json.dumps(body, separators=(",", ":")),
     }
+
+
+def command_env(body: dict[str, Any]) -> dict[str, str]:
+    """The command's whole environment: PATH, LANG and LC_ALL (when set) and the event.
+
+    Nothing else of the daemon's environment is inherited (no NOTIFY_SOCKET, credentials
+    directory, or whatever the service manager or an admin put there)."""
+    env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.update(event_env(body))
+    return env
+
+
+# -- no capabilities for the command ---------------------------------------------------------
+
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()  # loaded in the daemon: the forked child only calls into it
+
+
+def drop_capabilities() -> None:
+    """In the command's child, before exec: clear the ambient and inheritable capability
+    sets, so that a daemon run with ``AmbientCapabilities=CAP_NET_RAW`` (the shipped unit;
+    ``NoNewPrivileges`` does not clear ambient capabilities) passes none on. A non-root
+    program then starts with empty permitted and effective sets. Raises OSError when the
+    kernel refuses (the command is then not run)."""
+    libc = _LIBC
+    if libc is None:
+        raise OSError("libc not found: cannot clear capabilities")
+    if libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        if err != 22:  # EINVAL: a kernel before 4.3 has no ambient set to clear
+            raise OSError(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL) failed")
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    if data[0].inheritable or data[1].inheritable:
+        data[0].inheritable = data[1].inheritable = 0
+        if libc.capset(ctypes.byref(header), data) != 0:
+            raise OSError(ctypes.get_errno(), "capset failed")
 
 
 # -- queues -------------------------------------------------------------------------------
@@ -276,19 +344,17 @@ class Actions:
             return
         if not argv:
             return
-        env = os.environ.copy()
-        env.pop("NOTIFY_SOCKET", None)  # the command is not the service
-        env.update(event_env(body))
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                env=env,
+                env=command_env(body),  # minimal: nothing of the daemon's secrets
+                preexec_fn=drop_capabilities,  # no CAP_NET_RAW (or any other) for the command
                 start_new_session=True,  # its own process group: a timeout kills its children too
             )
-        except OSError as err:
+        except (OSError, subprocess.SubprocessError) as err:
             log.warning("on-change command for %s cannot start: %s: %s", what, argv[0], err)
             return
         output = bytearray()

@@ -8,18 +8,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers_cli import HOOK_SCRIPT, camera_entry, clean_env, write_settings
+from helpers_cli import (
+    HOOK_SCRIPT,
+    camera_entry,
+    clean_env,
+    give_to_nobody,
+    hook_folder,
+    write_settings,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: dnsmasq runs the hook so")
 
@@ -167,3 +176,92 @@ def test_a_root_folder_is_not_written_as_root() -> None:
         assert not (folder / NAME).exists()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the on-change command gets no capabilities and a minimal environment (item 2) ------------
+
+DUMP = """\
+import json, sys
+status = open("/proc/self/status").read().splitlines()
+caps = dict(line.split(":\\t") for line in status if line.startswith("Cap"))
+env = dict(
+    item.split("=", 1) for item in open("/proc/self/environ").read().split("\\0") if item
+)
+with open(sys.argv[1] + env.get("PUMAGUARD_HB_EVENT_ID", "x") + ".json", "w") as out:
+    json.dump({"caps": caps, "env": env}, out)
+"""
+
+
+def _caps(pid: int) -> dict[str, int]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: int(v, 16) for k, v in (ln.split(":\t") for ln in lines if ln.startswith("Cap"))}
+
+
+def test_on_change_command_gets_no_capabilities_and_a_minimal_env() -> None:
+    """A daemon run as the shipped unit runs it (non-root, ambient CAP_NET_RAW) passes
+    neither the capability nor its environment on to the command."""
+    from harness import REPO, RUNNING, Daemon, Listeners, camera, wait_for
+
+    from pumaguard_hb.actions import event_body, event_env
+    from pumaguard_hb.events import StateChange
+
+    listeners = Listeners()
+    with hook_folder() as folder:
+        try:
+            ip, port = listeners.open("127.0.0.95")
+            (folder / "dump.py").write_text(DUMP)
+            d = Daemon(folder)
+            write_settings(
+                d.settings,
+                {
+                    "camera-heartbeat-interval": 0.3,
+                    "camera-heartbeat-tcp-timeout": 0.3,
+                    "camera-heartbeat-tcp-port": port,
+                    "camera_heartbeat_on_change_command": f"/usr/bin/python3 {folder}/dump.py "
+                    f"{folder}/event-",
+                    "cameras": [
+                        camera("Microseven-cap", ip, "aa:bb:cc:dd:ee:95", status="connected")
+                    ],
+                },
+            )
+            give_to_nobody(folder)
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "PYTHONPATH": str(REPO),
+                "HOME": "/nonexistent",
+                "SECRET_TOKEN": "hunter2",  # must not reach the command
+                "CREDENTIALS_DIRECTORY": "/run/credentials/pumaguard-heartbeat.service",
+            }
+            cmd = [
+                "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                "--inh-caps=+net_raw", "--ambient-caps=+net_raw",
+                "/usr/bin/python3", "-m", "pumaguard_hb", "--settings", str(d.settings),
+                "--socket", str(d.socket), "--state-dir", str(folder / "state"),
+            ]  # fmt: skip
+            d._log = open(d.log_path, "ab")  # noqa: SIM115 - closed by Daemon.stop
+            d.proc = subprocess.Popen(cmd, env=env, stdout=d._log, stderr=d._log, cwd="/")
+            RUNNING.add(d)
+            try:
+                d.wait_ready()
+                daemon_caps = _caps(d.proc.pid)
+                assert daemon_caps["CapAmb"] & (1 << 13), daemon_caps  # CAP_NET_RAW, ambient
+                assert daemon_caps["CapEff"] & (1 << 13), daemon_caps
+                listeners.close((ip, port))  # the camera goes down: the command runs
+                found = wait_for(lambda: sorted(folder.glob("event-*.json")), timeout=20)
+                wait_for(lambda: found[0].stat().st_size > 0, timeout=5)
+                time.sleep(0.1)
+                got = json.loads(found[0].read_text())
+            finally:
+                d.stop()
+        finally:
+            listeners.close_all()
+    caps = {k: int(v, 16) for k, v in got["caps"].items()}
+    assert caps["CapInh"] == caps["CapPrm"] == caps["CapEff"] == caps["CapAmb"] == 0, caps
+    documented = set(
+        event_env(event_body(StateChange("id", "h", "ip", "mac", None, "x", 0.0, "r", "tcp")))
+    )
+    assert set(got["env"]) == {"PATH", "LANG"} | documented, sorted(got["env"])
+    assert got["env"]["PATH"] == "/usr/bin:/bin" and got["env"]["LANG"] == "C.UTF-8"
+    assert got["env"]["PUMAGUARD_HB_EVENT"] == "camera_down"
+    assert "hunter2" not in json.dumps(got)
