@@ -29,6 +29,16 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_seconds(value: Any) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time as PumaGuard writes it, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def normalize_mac(value: Any) -> str:
     """``AA-BB-CC-DD-EE-FF`` → ``aa:bb:cc:dd:ee:ff``; InvalidValue for anything else."""
     if not isinstance(value, str) or not _MAC.match(value.strip().lower()):

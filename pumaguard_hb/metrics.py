@@ -17,8 +17,9 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
+
+from .camera import iso_seconds
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,6 @@ class _Family:
                 yield f"{self.name}{{{inner}}} {number(value)}"
             else:
                 yield f"{self.name} {number(value)}"
-
-
-def _iso(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str:
@@ -157,7 +149,7 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
             "ip": c.get("ip_address") or "",
         }
         up.add(c.get("status") == "connected", **labels)
-        when = _iso(c.get("last_seen"))
+        when = iso_seconds(c.get("last_seen"))
         if when is not None:
             seen.add(when, **labels)
         if isinstance(c.get("rtt_ms"), int | float):

@@ -28,10 +28,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
-from .camera import CONNECTED, DISCONNECTED, Camera, normalize_mac, now_iso
+from .camera import CONNECTED, DISCONNECTED, Camera, iso_seconds, normalize_mac, now_iso
 from .errors import Conflict, InvalidValue
 from .logs import NOTICE
 from .settings import Settings
@@ -44,15 +43,6 @@ log = logging.getLogger(__name__)
 MAX_QUEUED = 256  # DHCP events kept while the web UI does not answer
 #: PumaGuard 25.x learns a DHCP device as a camera by these prefixes (case-sensitive)
 WEBUI_CAMERA_PREFIXES = ("Microseven", "Reolink")
-
-
-def _when(text: Any) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 class WebUIStore:
@@ -141,7 +131,7 @@ class WebUIStore:
                 return None
             # keep the last good contact: the web UI sets last_seen to the event's timestamp
             return "del", cam.last_seen or _text(record.get("last_seen"))
-        ours, theirs = _when(cam.last_seen), _when(record.get("last_seen"))
+        ours, theirs = iso_seconds(cam.last_seen), iso_seconds(record.get("last_seen"))
         if record.get("status") != CONNECTED:
             return "add", cam.last_seen or now_iso()
         if ours is not None and (theirs is None or ours - theirs >= refresh):

@@ -22,6 +22,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from pumaguard_hb.camera import iso_seconds
+
 STATUS_STYLE = {"connected": "bold green", "disconnected": "bold red"}
 
 
@@ -69,12 +71,7 @@ def parse_time(value: Any) -> float | None:
     """Seconds since the epoch from an ISO 8601 time (``2024-01-15T14:32:15Z``) or a number."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    return iso_seconds(value)
 
 
 def local_time(epoch: float) -> str:
