@@ -329,14 +329,17 @@ class History:
         tmp = self.path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as out:
+                # the slow part (write and fsync of the kept lines) holds no lock: record()
+                # on the event loop never waits for a prune's fsync on a slow SD card
                 out.writelines(kept)
-                with self._file_lock():
-                    with open(self.path, "rb") as f:  # lines appended since we read
+                out.flush()
+                os.fsync(out.fileno())
+                with self._file_lock():  # only: the lines appended since, and the rename
+                    with open(self.path, "rb") as f:
                         f.seek(len(data))
                         tail = f.read()
-                    out.write(tail)
+                    out.write(tail)  # not fsynced, as every append (docs/history-metrics.md)
                     out.flush()
-                    os.fsync(out.fileno())
                     with contextlib.suppress(OSError):
                         os.chmod(tmp, os.stat(self.path).st_mode & 0o7777)
                     os.replace(tmp, self.path)

@@ -4,7 +4,9 @@ whose loopback cameras go down and up, across a restart. Only loopback is used."
 from __future__ import annotations
 
 import json
+import os
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,47 @@ def test_prune_by_days_at_start(tmp_path: Path) -> None:
     assert [round((now - e["at"]) / DAY) for e in kept] == [5, 1]
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert not list(tmp_path.glob(".history.jsonl.*"))  # no temp file left
+    h.close()
+
+
+def test_record_never_waits_for_a_prunes_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, item 13: prune() held the append lock across its fsync, so record() on the
+    event loop waited for a slow SD card. Here the prune's fsync blocks until the test lets
+    it go: a record() meanwhile must finish (and its line survive the prune)."""
+    h = History(tmp_path, days=30)
+    assert h.open()
+    now = time.time()
+    for d in (40, 35, 2):  # two entries to drop: the prune rewrites the file
+        h.record(change("00:00:00:00:00:01", "connected", now - d * DAY))
+    in_fsync, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        if threading.current_thread().name == "pruner":
+            in_fsync.set()
+            release.wait(30)  # a disk that takes its time, for as long as the test says
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    pruner = threading.Thread(target=h.prune, name="pruner")
+    pruner.start()
+    try:
+        assert in_fsync.wait(10), "the prune never reached its fsync"
+        recorder = threading.Thread(
+            target=h.record, args=(change("00:00:00:00:00:01", "disconnected", now),)
+        )
+        recorder.start()
+        recorder.join(10)
+        assert not recorder.is_alive(), "record() waited for the prune's fsync"
+    finally:
+        release.set()
+        pruner.join(30)
+    kept = [e for e in lines(tmp_path / "history.jsonl") if "event" not in e]
+    assert [e["new"] for e in kept] == ["connected", "disconnected"]  # 2 days old, and now
+    h.record(change("00:00:00:00:00:01", "connected", now + 1))  # appends go to the new file
+    assert [e["at"] for e in h.read(limit=10)[0]][-1] == now + 1
     h.close()
 
 
