@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -236,6 +237,9 @@ class FreshMachine:
         (root / "mnt/source").mkdir(parents=True, exist_ok=True)
         self.binds.append(f"--bind-ro={nspawn.REPO}:/mnt/source")
         self.ov.chroot("update-ca-certificates >/dev/null 2>&1")
+        # An installed machine has a machine ID (systemd makes one at its first boot; this
+        # container is not booted). systemd-nspawn, which the tests run, needs it.
+        (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
 
     def run(self, script: str, timeout: float) -> int:
         """Run a bash script in the container as root (in a login shell); stream its output."""
