@@ -190,6 +190,10 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) ->
 RUNNING: set[WebUIServer] = set()
 
 
+class PortTaken(AssertionError):
+    """The web UI could not bind its port (its process then lives on without a server)."""
+
+
 class WebUIServer:
     """One real web UI process on a loopback port, with its own throwaway home."""
 
@@ -201,6 +205,7 @@ class WebUIServer:
         start_timeout: float = 60.0,
     ) -> None:
         self.settings = Path(settings)
+        self._fixed_port = port is not None
         self.port = port or free_port()
         self._own_home = home is None
         self.home = home or Path(tempfile.mkdtemp(prefix="phb-webui-home-"))
@@ -233,7 +238,21 @@ class WebUIServer:
         return env
 
     def start(self) -> WebUIServer:
-        """Start it and wait (bounded) until ``GET /api/status`` answers ``running``."""
+        """Start it and wait (bounded) until ``GET /api/status`` answers ``running``.
+
+        A port chosen here that somebody else took in the meantime is replaced by another
+        (at the first start only: a restart keeps its port).
+        """
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if self._fixed_port or self.starts > 0 or attempt == 2:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> WebUIServer:
         require_webui()
         if self.proc is not None and self.proc.poll() is None:
             raise AssertionError("the web UI is already running")
@@ -264,12 +283,12 @@ class WebUIServer:
                 start_new_session=True,  # its own process group: stop() ends all of it
             )
         RUNNING.add(self)
-        self.starts += 1
         try:
             self.wait_ready(self.start_timeout)
         except BaseException:
             self.stop()
             raise
+        self.starts += 1
         return self
 
     def wait_ready(self, timeout: float) -> None:
@@ -284,9 +303,12 @@ class WebUIServer:
                 status, body = http_json("GET", self.url + "/api/status", timeout=2)
                 if status == 200 and isinstance(body, dict) and body.get("status") == "running":
                     return
+            log = self.log()
+            if "Address already in use" in log.rsplit("--- start ", 1)[-1]:
+                raise PortTaken(f"port {self.port} is taken:\n{log}")
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"the web UI did not answer GET /api/status within {timeout}s:\n{self.log()}"
+                    f"the web UI did not answer GET /api/status within {timeout}s:\n{log}"
                 )
             time.sleep(0.1)
 
