@@ -242,14 +242,16 @@ def test_dead_receiver_blocks_nothing_and_shutdown_is_quick(
         started = time.monotonic()
         d.call("check_now")
         took = time.monotonic() - started
-        assert took < 1.0, took  # the hung receiver does not slow the sweep
-        wait_for(lambda n=i + 1: len(receiver.got(event="camera_down")) == n, 2)
-        assert time.monotonic() - started < 1.5  # nor the other URL
-    wait_for(lambda: len(dead.conns) >= 1, 2)  # the hung receiver is being tried
+        # waiting for the hung receiver would cost its 5 s HTTP timeout (and retries): well
+        # under that, with room for a loaded machine's noise, means nothing waited for it
+        assert took < 4.0, took  # the hung receiver does not slow the sweep
+        wait_for(lambda n=i + 1: len(receiver.got(event="camera_down")) == n, 4.5)
+        assert time.monotonic() - started < 4.5  # nor the other URL
+    wait_for(lambda: len(dead.conns) >= 1, 5)  # the hung receiver is being tried
     started = time.monotonic()
     assert d.stop() == 0
     took = time.monotonic() - started
-    assert took < 1.0, took
+    assert took < 4.0, took  # pending deliveries dropped, not waited for (5 s timeout each)
     log = d.log()
     assert "dropped 2 pending actions" in log, log  # one in flight, one waiting behind it
     assert "Traceback" not in log
@@ -364,7 +366,7 @@ def test_overflow_drops_oldest_once_per_burst(dead: DeadReceiver, caplog) -> Non
         return took, pending, waiting
 
     took, pending, waiting = asyncio.run(main())
-    assert took < 0.5, took  # the listener only queues
+    assert took < 5.0, took  # the listener only queues: one blocked send would take 30 s
     assert pending == 5
     assert waiting == [f"cam{i}" for i in range(245, 250)]  # the newest are kept
     warnings = [r.getMessage() for r in caplog.records if "dropping the oldest" in r.getMessage()]

@@ -162,7 +162,9 @@ def run(d: Daemon, pid: int) -> None:
     assert sweeps >= elapsed / INTERVAL * 0.5  # check_now adds sweeps; the schedule holds
     assert s1["last_sweep"]["cameras"] == 1000
     assert s1["last_sweep"]["reachable"] == ANSWERING
-    assert s1["last_sweep"]["duration_s"] < 5
+    # about one timeout (1 s) when concurrent; one camera after the other, the 250 silent
+    # ones alone would take 250 s. 20 s leaves a loaded 2-core machine its noise
+    assert s1["last_sweep"]["duration_s"] < 20
     # flat: the second half never needs more than the first half had, give or take
     # fds: one socket per camera during a sweep, plus the clients; never more than that
     assert max(fds) <= 1000 + 256 + 64, fds

@@ -215,10 +215,12 @@ def test_sigterm_with_silent_cameras_pending(lab: Lab, shared_tmp: Path, method:
     t0 = time.monotonic()
     d.signal(signal.SIGTERM)
     assert d.proc is not None
-    code = d.proc.wait(10)
+    code = d.proc.wait(30)
     took = time.monotonic() - t0
     d.stop()
-    assert code == 0 and took < 1.0, (code, took)
+    # probes with 60 s to go: a stop that waited for them would take a minute; 5 s leaves
+    # a loaded machine its noise (the figure is a benchmark's, not a test's)
+    assert code == 0 and took < 5.0, (code, took)
     on_disk = {c["ip_address"]: c for c in yaml.safe_load(d.settings.read_text())["cameras"]}
     assert on_disk[up]["status"] == "connected"  # what was known got persisted
     assert on_disk[up]["last_seen"] != "2024-01-15T14:32:15Z"

@@ -305,7 +305,7 @@ def test_non_reader_and_slowloris_delay_nobody(busy_daemon: Daemon) -> None:
     try:
         while any(t.is_alive() for t in threads) and time.monotonic() - started < 40:
             t0 = time.monotonic()
-            assert d.call("status", timeout=5)["daemon"]["version"]
+            assert d.call("status", timeout=15)["daemon"]["version"]
             latencies.append(time.monotonic() - t0)
             time.sleep(0.2)
     finally:
@@ -322,7 +322,9 @@ def test_non_reader_and_slowloris_delay_nobody(busy_daemon: Daemon) -> None:
           f"RSS {rss0} -> {rss1} KiB")
     assert results["slowloris"] == {"id": None, "ok": True, "result": "pong"}
     assert "never_reads_cut" in results, "a client that never reads was never disconnected"
-    assert max(latencies) < 2.0
+    # blocked behind the slowloris, a status would wait its ~14 s; 5 s is far from that
+    # and leaves a loaded machine its noise (latency figures belong in bench/)
+    assert max(latencies) < 5.0
     assert sweeps >= expected * 0.7, (sweeps, expected)
     assert rss1 - rss0 < 24 * 1024
     wait_for(lambda: fd_count(pid) <= fds0 + 2, timeout=10)
