@@ -273,8 +273,8 @@ def test_the_shared_switch_off_and_ours_on(station) -> None:
     wait_for(lambda: s.status()["daemon"]["enabled"] is False, WAIT, 0.2)
     assert "camera_heartbeat_enabled" not in s.shared.read_text()
     sweeps = s.sweeps()
-    time.sleep(3)  # three intervals: no sweep while ours is off
-    assert s.sweeps() == sweeps
+    time.sleep(3)  # three intervals: no new sweep while ours is off
+    assert s.sweeps() <= sweeps + 1  # (one in flight at the switch may still finish)
     done = s.cli("check-now")
     assert done.returncode == 6, (done.returncode, done.stdout, done.stderr)
 
