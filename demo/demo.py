@@ -8,6 +8,11 @@ log. The first changes come on a fixed schedule (a camera goes silent after 4 s,
 down, ones come back), so that even a short run shows each kind; then at random. It stops
 by itself after ``--duration`` seconds, on Ctrl-C, SIGTERM or SIGHUP (its terminal closed),
 and removes everything it made.
+
+With ``--webui`` the real PumaGuard web UI runs beside it (installed by ``./dev demo
+--webui``), its own heartbeat off, and the daemon runs in web UI mode: the cameras come
+from the web UI, our results go to it, and the frame shows its ``GET /api/dhcp/cameras``
+under ours.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +177,70 @@ def frame(status: dict[str, Any], now: float) -> list[str]:
     return [cut(line) for line in lines]
 
 
+REPO = Path(__file__).resolve().parent.parent
+WEBUI_PYTHON = REPO / ".cache" / "webui-venv" / "bin" / "python"
+
+
+def webui_get(url: str, path: str) -> Any:
+    """One JSON GET of the web UI on loopback (no proxies)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url + path, timeout=5) as answer:
+        return json.loads(answer.read(1 << 20))
+
+
+def start_webui(tmp: Path, settings: Path, log: Any) -> tuple[subprocess.Popen[bytes], str]:
+    """The real PumaGuard web UI on a free loopback port, with a home of its own."""
+    port = free_port()
+    home = tmp / "webui-home"
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_DATA_HOME": str(home / ".local/share"), "XDG_CACHE_HOME": str(home / ".cache")}
+    home.mkdir()
+    proc = subprocess.Popen(
+        [str(WEBUI_PYTHON), "-m", "pumaguard.web_ui", "--host", "127.0.0.1", "--port",
+         str(port), "--no-mdns", "--settings", str(settings)],
+        stdout=log, stderr=log, env=env, stdin=subprocess.DEVNULL, cwd=home,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            webui_get(url, "/api/status")
+            return proc, url
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the web UI did not start; its log is {tmp / 'webui.log'}")
+
+
+def webui_frame(url: str, now: float) -> list[str]:
+    """The web UI's own view of the cameras, as lines of at most 80 characters."""
+    try:
+        cameras = webui_get(url, "/api/dhcp/cameras").get("cameras", [])
+    except (OSError, ValueError) as err:
+        return [cut(f"the web UI does not answer: {err}")]
+    lines = [f"{'NAME':22}{'IP':13}{'STATUS':14}{'LAST SEEN':11}"]
+    for cam in cameras:
+        last = cam.get("last_seen")
+        last_ts = None
+        if last:
+            with contextlib.suppress(ValueError):
+                last_ts = time.mktime(time.strptime(last, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        lines.append(
+            f"{str(cam.get('hostname', ''))[:21]:22}{cam.get('ip_address', '')!s:13}"
+            f"{cam.get('status', '')!s:14}{ago(last_ts, now):11}"
+        )
+    return [cut(line) for line in lines]
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class Stop(Exception):
     """SIGTERM or SIGHUP: end the demo the way Ctrl-C does."""
 
@@ -179,7 +249,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=90, help="seconds to run (default 90)")
     parser.add_argument("--interval", type=float, default=2, help="check interval (default 2)")
+    parser.add_argument(
+        "--webui",
+        action="store_true",
+        help="run the real PumaGuard web UI beside it and the daemon in web UI mode",
+    )
     args = parser.parse_args()
+    if args.webui and not WEBUI_PYTHON.exists():
+        print("the web UI is not installed: run sudo ./dev demo --webui", file=sys.stderr)
+        return 2
 
     def stop_on(signum: int, _frame: object) -> None:
         raise Stop(signal.Signals(signum).name)
@@ -194,18 +272,36 @@ def main() -> int:
     port = free_port()
     cams = [SimulatedCamera(ip, port) for _, ip, _ in CAMERAS]
     daemon: subprocess.Popen[bytes] | None = None
-    log = None
+    webui: subprocess.Popen[bytes] | None = None
+    url = ""
+    log = webui_log = None
     reason = "finished"
     try:
-        settings.write_text(yaml.safe_dump({
+        heartbeat = {
             "camera-heartbeat-enabled": True,
             "camera-heartbeat-interval": args.interval,
             "camera-heartbeat-method": "tcp",
             "camera-heartbeat-tcp-port": port,
             "camera-heartbeat-tcp-timeout": 1,
-            "cameras": [{"hostname": n, "ip_address": ip, "last_seen": None, "mac_address": mac,
-                         "status": "disconnected"} for n, ip, mac in CAMERAS],
-        }))
+        }
+        cameras = [{"hostname": n, "ip_address": ip, "last_seen": None, "mac_address": mac,
+                    "status": "disconnected"} for n, ip, mac in CAMERAS]
+        extra: list[str] = []
+        if args.webui:
+            # the web UI's file: its own heartbeat off; ours takes its settings from a
+            # config file of its own, which the web UI never touches
+            settings.write_text(yaml.safe_dump({
+                "camera-heartbeat-enabled": False, "image-dimensions": [299, 299],
+                "cameras": cameras}))
+            # a last_seen refresh every 5 s instead of 300: the web UI's view moves in a demo
+            (tmp / "heartbeat.yaml").write_text(
+                yaml.safe_dump({**heartbeat, "camera-heartbeat-webui-refresh": 5})
+            )
+            webui_log = open(tmp / "webui.log", "w")  # noqa: SIM115 - closed below
+            webui, url = start_webui(tmp, settings, webui_log)
+            extra = ["--webui", url, "--config", str(tmp / "heartbeat.yaml")]
+        else:
+            settings.write_text(yaml.safe_dump({**heartbeat, "cameras": cameras}))
         for cam in cams[:4]:
             cam.up()
         env = {**os.environ, "PUMAGUARD_HB_SOCKET": str(sock)}
@@ -213,7 +309,7 @@ def main() -> int:
         # Its own session: a closed terminal's SIGHUP reaches the demo, which stops it.
         daemon = subprocess.Popen(
             [sys.executable, "-m", "pumaguard_hb", "--settings", str(settings), "--socket",
-             str(sock), "--state-dir", str(tmp / "state")],
+             str(sock), "--state-dir", str(tmp / "state"), *extra],
             stdout=log, stderr=log, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
         if not wait_listening(sock, daemon):
             print((tmp / "daemon.log").read_text(), file=sys.stderr)
@@ -249,6 +345,9 @@ def main() -> int:
             print(f"pumaguard-heartbeat demo: 5 simulated cameras on 127.0.0.101-105:{port}")
             print(f"ends in {left:.0f}s (Ctrl-C to stop); `pumaguard-hb status --json` says:\n")
             print("\n".join(body))
+            if args.webui:
+                print(f"\nthe PumaGuard web UI ({url}/api/dhcp/cameras) says:")
+                print("\n".join(webui_frame(url, time.time())))
             print("\n" + cut("simulation: " + ", ".join(
                 f"{ip.rsplit('.', 1)[1]}={c.state}" for (_, ip, _), c in
                 zip(CAMERAS, cams, strict=True))))
@@ -264,17 +363,13 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if daemon is not None and daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(5)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait(5)
+        stop_process(daemon)
+        stop_process(webui)
         for cam in cams:
             cam.down()
-        if log is not None:
-            log.close()
+        for opened in (log, webui_log):
+            if opened is not None:
+                opened.close()
         shutil.rmtree(tmp, ignore_errors=True)
     with contextlib.suppress(OSError):  # the terminal may be gone
         print(f"demo {reason}; everything it started has been stopped and removed", flush=True)
