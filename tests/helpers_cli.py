@@ -284,7 +284,21 @@ def unprivileged_python(prefix: Sequence[str]) -> str | None:
 
 # -- folders the dnsmasq hook may write when run as root --------------------------------------
 
-NOBODY = 65534
+def _service_ids() -> tuple[int, int]:
+    """The ids the hook run as root becomes in a folder of the service's: the service user
+    pumaguard-hb when this machine has it (the package is installed), else nobody/nogroup
+    (the tests' stand-in; the hook then acts as the folder's owner)."""
+    try:
+        user = pwd.getpwnam("pumaguard-hb")
+    except KeyError:
+        return 65534, 65534
+    try:
+        return user.pw_uid, grp.getgrnam("pumaguard-hb").gr_gid
+    except KeyError:
+        return user.pw_uid, user.pw_gid
+
+
+NOBODY, NOGROUP = _service_ids()  # names kept short: "the service user" of the tests
 
 
 def give_to_nobody(folder: Path) -> Path:
@@ -293,9 +307,9 @@ def give_to_nobody(folder: Path) -> Path:
     owner (never as root), so a test's folder must belong to somebody else; not root: no-op."""
     if os.geteuid() != 0:
         return folder
-    os.chown(folder, NOBODY, NOBODY)
+    os.chown(folder, NOBODY, NOGROUP)
     for entry in folder.iterdir():
-        os.chown(entry, NOBODY, NOBODY, follow_symlinks=False)
+        os.chown(entry, NOBODY, NOGROUP, follow_symlinks=False)
     return folder
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from helpers_cli import (
     HOOK_SCRIPT,
+    NOBODY,
+    NOGROUP,
     HbDaemon,
     Station,
     cameras_by_mac,
@@ -229,7 +231,7 @@ def test_new_files_in_the_service_folder_go_to_its_owner(tmp_path: Path) -> None
         pytest.skip("needs root: dnsmasq runs the hook as root")
     folder = Path(tempfile.mkdtemp(prefix="phb-hook-own-"))
     try:
-        os.chown(folder, 65534, 65534)
+        os.chown(folder, NOBODY, NOGROUP)
         settings = folder / "pumaguard-settings.yaml"
         env = clean_env(
             PUMAGUARD_HB_SOCKET=str(folder / "hb.sock"), PUMAGUARD_SETTINGS=str(settings)
@@ -238,7 +240,7 @@ def test_new_files_in_the_service_folder_go_to_its_owner(tmp_path: Path) -> None
         assert done.returncode == 0, done.stderr
         for path in (settings, folder / "pumaguard-settings.yaml.lock"):
             st = os.stat(path)
-            assert (st.st_uid, st.st_gid) == (65534, 65534), path
+            assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP), path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -23,6 +23,8 @@ import pytest
 import yaml
 from helpers_cli import (
     HOOK_SCRIPT,
+    NOBODY,
+    NOGROUP,
     camera_entry,
     clean_env,
     give_to_nobody,
@@ -32,7 +34,6 @@ from helpers_cli import (
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: dnsmasq runs the hook so")
 
-NOBODY = 65534
 SECRET = b"root:$6$secret-hash:19000:0:99999:7:::\n"
 NAME = "pumaguard-settings.yaml"
 
@@ -54,14 +55,14 @@ def service_folder() -> Iterator[Path]:
     """The service's state folder, owned by its user (here nobody, as no pumaguard-hb exists)."""
     folder = Path(tempfile.mkdtemp(prefix="phb-svc-"))
     os.chmod(folder, 0o750)
-    os.chown(folder, NOBODY, NOBODY)
+    os.chown(folder, NOBODY, NOGROUP)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def as_nobody_symlink(target: Path, link: Path) -> None:
     link.symlink_to(target)
-    os.chown(link, NOBODY, NOBODY, follow_symlinks=False)  # planted by the service user
+    os.chown(link, NOBODY, NOGROUP, follow_symlinks=False)  # planted by the service user
 
 
 def run_hook_as_root(folder: Path, *args: str, plant_temp: Path | None = None) -> str:
@@ -77,7 +78,7 @@ def run_hook_as_root(folder: Path, *args: str, plant_temp: Path | None = None) -
     if plant_temp is not None:
         plant = (
             f'ln -s "{plant_temp}" "{folder}/.{NAME}.tmp-$$" && '
-            f'chown -h {NOBODY}:{NOBODY} "{folder}/.{NAME}.tmp-$$" && '
+            f'chown -h {NOBODY}:{NOGROUP} "{folder}/.{NAME}.tmp-$$" && '
         )
     done = subprocess.run(
         ["sh", "-c", plant + 'exec "$0" "$@"', str(HOOK_SCRIPT), *args],
@@ -108,7 +109,7 @@ def good_settings(folder: Path) -> Path:
             "cameras": [camera_entry("Microseven-A", "127.0.0.2", "00:11:22:33:44:01")],
         },
     )
-    os.chown(path, NOBODY, NOBODY)
+    os.chown(path, NOBODY, NOGROUP)
     return path
 
 
@@ -133,7 +134,7 @@ def test_symlinked_temp_file(service_folder: Path, victim: Path) -> None:
     assert "00:11:22:33:44:55" in {c["mac_address"] for c in doc["cameras"]}
     assert doc["web-ui-key"] == "keep"
     st = os.stat(settings)
-    assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
+    assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP)
 
 
 def test_symlinked_settings_file(service_folder: Path, victim: Path) -> None:
@@ -164,7 +165,7 @@ def test_files_the_hook_creates_belong_to_the_folder_owner(service_folder: Path)
     run_hook_as_root(service_folder, *EVENT)
     for name in (NAME, f"{NAME}.lock"):
         st = os.stat(service_folder / name)
-        assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY), name
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP), name
 
 
 def test_a_root_folder_is_not_written_as_root() -> None:
@@ -234,7 +235,7 @@ def test_on_change_command_gets_no_capabilities_and_a_minimal_env() -> None:
                 "CREDENTIALS_DIRECTORY": "/run/credentials/pumaguard-heartbeat.service",
             }
             cmd = [
-                "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                "setpriv", f"--reuid={NOBODY}", f"--regid={NOGROUP}", "--clear-groups",
                 "--inh-caps=+net_raw", "--ambient-caps=+net_raw",
                 "/usr/bin/python3", "-m", "pumaguard_hb", "--settings", str(d.settings),
                 "--socket", str(d.socket), "--state-dir", str(folder / "state"),
