@@ -290,7 +290,9 @@ class FreshMachine:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ, PATH=nspawn.SYSTEM_PATH),
+            # /proc/sys and /sys writable, as on a machine: the tests set sysctls (e.g.
+            # ip_forward) inside the network namespaces they make.
+            env=dict(os.environ, PATH=nspawn.SYSTEM_PATH, SYSTEMD_NSPAWN_API_VFS_WRITABLE="1"),
             start_new_session=True,
             preexec_fn=enter_cgroup,
         )
