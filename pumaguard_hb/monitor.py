@@ -442,6 +442,11 @@ class Monitor:
                 "cannot change settings: in web UI mode the shared file is the web UI's; "
                 "start the daemon with --config PATH (its own settings file)"
             )
+        if key.name == "camera_heartbeat_webui_url" and file is not self.own:
+            raise Conflict(
+                f"{key.name} belongs in the daemon's own settings file, which the web UI never "
+                "rewrites: start the daemon with --config PATH (the service has one)"
+            )
         if file is self.shared and "settings" in self.problems:
             raise Conflict(f"cannot change settings: {self.problems['settings']}")
         doc = self.own_doc if file is self.own else self.shared_doc

@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from harness import Daemon, Listeners, camera, free_port, wait_for, write_settings
 
 from pumaguard_hb.client import Client
+from pumaguard_hb.protocol import ProtocolError
 from pumaguard_hb.station import MAX_LEARNED
 
 MAC1, MAC2 = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"
@@ -243,3 +245,16 @@ def test_dhcp_learning_stops_at_the_documented_bound_and_says_so_once(daemon_fac
     assert len(d.call("status")["cameras"]) == MAX_LEARNED == 256
     assert len(yaml.safe_load(d.settings.read_text())["cameras"]) == 256
     assert d.log().count("not learned: the station already has 256 cameras") == 1
+
+
+def test_the_web_ui_url_is_never_set_in_the_shared_file(daemon_factory) -> None:
+    d = daemon_factory()
+    write_settings(d.settings, doc([]))
+    before = d.settings.read_bytes()
+    d.start()  # no --config: the web UI would delete the key at its next save
+    with pytest.raises(ProtocolError) as err:
+        d.call(
+            "config_set", {"key": "camera_heartbeat_webui_url", "value": "http://127.0.0.1:5000"}
+        )
+    assert err.value.code == "conflict" and "--config" in err.value.message
+    assert d.settings.read_bytes() == before
