@@ -31,6 +31,7 @@ LOCK_TIMEOUT = 10.0
 SETTLE_TIMEOUT = 2.0  # seconds a torn read (empty, shrunk, unparsable) is given to settle
 SETTLE_QUIET = 0.2  # seconds the file's identity must stay unchanged to count as written
 SETTLE_STEP = 0.02
+REPLACE_ATTEMPTS = 5  # writes started again when a lock-less writer saved meanwhile
 # libyaml's C parser and emitter when PyYAML has them (Debian's and PyPI's do): the same
 # documents and bytes as the pure-Python ones, at a tenth of the CPU (bench/yaml_cost.py)
 
@@ -320,15 +321,25 @@ class SettingsFile:
         deleted under a running daemon: writing only our part would lose the rest).
         """
         with self.locked():
-            snap = self.read()
-            if must_exist and snap.identity is None:
-                raise SettingsError(str(self.path), "was deleted")  # never re-created partially
-            if not change(snap.doc):
-                return snap
-            self._replace(snap)
-            return Snapshot(snap.doc, self.identity(), snap.ascii_only)
+            for _ in range(REPLACE_ATTEMPTS):
+                snap = self.read()
+                if must_exist and snap.identity is None:
+                    raise SettingsError(str(self.path), "was deleted")  # never re-made partially
+                if not change(snap.doc):
+                    return snap
+                if self._replace(snap):
+                    return Snapshot(snap.doc, self.identity(), snap.ascii_only)
+                # a writer that takes no lock (the web UI) saved in place while we wrote:
+                # renaming now would throw its save away; read it and apply ours again
+                log.debug("%s changed while being written; writing again", self.path)
+            raise StoreError(
+                f"cannot write {self.path}: it kept being changed by another writer "
+                f"({REPLACE_ATTEMPTS} attempts)"
+            )
 
-    def _replace(self, snap: Snapshot) -> None:
+    def _replace(self, snap: Snapshot) -> bool:
+        """Write ``snap.doc`` over the file; False (nothing replaced) when the file is no
+        longer the version ``snap`` was read from."""
         text = _emit(snap.doc, allow_unicode=not snap.ascii_only)
         target = Path(os.path.realpath(self.path))
         folder = target.parent
@@ -365,6 +376,13 @@ class SettingsFile:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            try:
+                now = self.identity()
+            except SettingsError:
+                now = None
+            if now != snap.identity:  # checked after the slow fsync, just before the rename
+                os.unlink(tmp)
+                return False
             os.replace(tmp, target)
         except OSError as err:
             with contextlib.suppress(OSError):
@@ -380,6 +398,7 @@ class SettingsFile:
                 os.close(dfd)
         except OSError as err:  # the rename happened; a failed folder fsync is worth a note only
             log.debug("fsync of %s failed: %s", folder, err)
+        return True
 
 
 def _remove_stale_temps(folder: Path, name: str) -> None:

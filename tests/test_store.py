@@ -315,3 +315,31 @@ def test_an_empty_file_never_read_before_is_empty_settings(tmp_path: Path) -> No
     store = SettingsFile(path, settle_timeout=0.5)
     assert store.read().doc == {}
     assert store.read().doc == {}  # and stays so: the last good read was empty too
+
+
+def test_a_save_in_place_during_our_write_is_not_thrown_away(tmp_path: Path) -> None:
+    """A writer without the lock (the web UI) saves in place while the daemon writes: the
+    daemon's rename would throw that save away; it reads it and writes again instead."""
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"webui-counter": 1, "cameras": []}))
+    calls = 0
+
+    def change(doc: dict[str, object]) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # after our read, before our rename: the web UI saves in place
+            with open(path, "w") as f:
+                f.write(yaml.safe_dump({"webui-counter": 2, "webui-new": "x", "cameras": []}))
+        doc["camera_heartbeat_interval"] = 30
+        return True
+
+    store = SettingsFile(path)
+    store.update(change)
+    assert calls == 2
+    assert yaml.safe_load(path.read_text()) == {
+        "webui-counter": 2,
+        "webui-new": "x",
+        "cameras": [],
+        "camera_heartbeat_interval": 30,
+    }
+    assert store.writes == 1
