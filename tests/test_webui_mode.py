@@ -784,3 +784,26 @@ def test_the_guide_config_set_of_the_url_then_a_restart(station) -> None:
     assert status["daemon"]["webui"]["url"] == s.url
     s.wait_webui(UP[2], status="connected")
     s.assert_one_writer()
+
+
+def test_a_dhcp_event_while_the_web_ui_is_down_reaches_it_on_its_return(station) -> None:
+    """No result is lost: a lease event the daemon got while the web UI was away is sent
+    when it answers again (and the camera is monitored meanwhile)."""
+    s = station(two_cameras())
+    s.start_daemon()
+    s.wait_webui(UP[2], status="connected")
+    s.webui.stop()
+    env = clean_env(PUMAGUARD_HB_SOCKET=str(s.daemon.socket))
+    done = run_cli("dhcp-event", "add", SPARE[2], SPARE[1], "Microseven-Pond", env=env)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    wait_for(lambda: s.ours().get(SPARE[2], {}).get("status") == "connected", WAIT, 0.2)
+    s.wait_sweeps(2)
+    assert SPARE[2] not in {
+        c["mac_address"] for c in yaml.safe_load(s.shared.read_text())["cameras"]
+    }  # we did not write it into the web UI's file ourselves
+    s.webui.start()
+    cam = s.wait_webui(SPARE[2], status="connected")
+    assert cam["hostname"] == "Microseven-Pond"
+    s.wait_sweeps(2)
+    assert SPARE[2] in s.ours()
+    s.assert_one_writer()
