@@ -8,8 +8,9 @@ Before anything else, two things a fresh machine does not give the tests:
 - A clone in a private home (``/root`` is mode 0700): tests run code as other users
   (``setpriv --reuid``), who cannot reach the repository or its virtualenv there. Then the
   run starts over from a bind mount of the same tree at a path everybody can reach
-  (``/run/pumaguard-hb-tests/repo-PID``), removed when the run ends (and by the next run,
-  if this one was killed).
+  (``/var/tmp/pumaguard-hb-tests/repo-PID``: not under /run or /tmp, which the tests'
+  booted containers cover with their own tmpfs), removed when the run ends (and by the
+  next run, if this one was killed).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _raise_nofile() -> None:
 _raise_nofile()
 
 _REPO = Path(__file__).resolve().parent.parent
-_MOUNTS = Path("/run/pumaguard-hb-tests")
+_MOUNTS = Path("/var/tmp/pumaguard-hb-tests")
 _MOUNTED_ENV = "PUMAGUARD_HB_TESTS_REPO_MOUNT"
 
 

@@ -440,6 +440,8 @@ def test_service_on_the_web_ui_settings_file(station: Station) -> None:
     text = WEBUI_FIXTURE.read_text().replace("192.168.52.", "10.204.1.")
     st.cams.exec("ip", "addr", "add", "10.204.1.100/24", "dev", st.cams_if)
     c.run(["useradd", "--create-home", "--groups", "pumaguard-hb", "pumaguard"])
+    # Debian 13 makes new homes private (0700): the service must pass through (docs say so)
+    c.run(["chmod", "o+x", "/home/pumaguard"])
     c.run(["install", "-d", "-o", "pumaguard", "-g", "pumaguard-hb", "-m", "2775", WEBUI_DIR])
     c.write(WEBUI_FILE, text, mode=0o664)
     c.run(["chown", "pumaguard:pumaguard-hb", WEBUI_FILE])
