@@ -642,6 +642,7 @@ def test_the_web_ui_restarted_from_an_old_file_is_brought_back_to_the_truth(stat
 
 def test_a_web_ui_absent_at_start_is_waited_for(station) -> None:
     s = station(two_cameras(), start_webui=False)
+    before = s.shared.read_bytes()
     s.start_daemon()
     status = s.status()
     assert status["daemon"]["mode"] == "webui"
@@ -651,7 +652,6 @@ def test_a_web_ui_absent_at_start_is_waited_for(station) -> None:
     assert "refused" in status["daemon"]["webui"]["problem"]
     s.wait_sweeps(3)  # the daemon runs on
     assert s.daemon.proc is not None and s.daemon.proc.poll() is None
-    before = s.shared.read_bytes()
     assert os.stat(s.shared).st_ino == s.inode
     assert s.shared.read_bytes() == before  # nothing written while the web UI is away
 
