@@ -13,6 +13,7 @@ Shipped as ``/usr/lib/pumaguard-heartbeat/dnsmasq-dhcp-script``; also run by
 
 from __future__ import annotations
 
+import encodings.idna  # noqa: F401 - imported lazily by socket/http, maybe after the drop below
 import grp
 import logging
 import logging.handlers
@@ -101,15 +102,17 @@ def handle_event(
         return EventResult(str(message), "daemon")
     except (DaemonNotRunning, NoAnswer) as err:
         problem = str(err)
+    path = hook_settings_path(settings_path)
+    # dnsmasq runs us as root: never touch a file (the own config read for the web UI's
+    # URL included) with more power than the service's user
+    drop_privileges(path)
     url = hook_webui_url()
     if url:
         try:
             return apply_to_webui(url, action, mac, ip, hostname, problem)
         except (WebUIError, InvalidValue) as err:
             problem = f"{problem}; {err}"
-    path = hook_settings_path(settings_path)
     log.debug("daemon not reachable (%s); applying the event to %s", problem, path)
-    drop_privileges(path)  # dnsmasq runs us as root: never touch a file with more power
     return apply_to_file(action, mac, ip, hostname, path, problem)
 
 
