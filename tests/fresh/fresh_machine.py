@@ -262,6 +262,7 @@ class FreshMachine:
             "--register=no",
             "--keep-unit",
             "--as-pid2",
+            "--console=pipe",  # no terminal, as in CI (no pager, no prompts)
             f"--machine={self.name}",
             f"--hostname={HOSTNAME}",
             f"--directory={self.ov.root}",
@@ -333,7 +334,7 @@ def check(suite: str, full: bool, commit: str) -> list[tuple[str, int, float]]:
         (
             f"git clone into {CLONE}",
             f"git clone -q /mnt/source {CLONE} && cd {CLONE} && git checkout -q --detach "
-            f"{commit} && git log --oneline -1",
+            f"{commit} && git --no-pager log --oneline -1",
             300,
         ),
         (
