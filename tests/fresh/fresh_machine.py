@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -326,10 +327,12 @@ class FreshMachine:
                 nspawn._remove_cgroup_tree(cg)
 
 
-def check(suite: str, full: bool, commit: str) -> list[tuple[str, int, float]]:
+def check(
+    suite: str, full: bool, commit: str, subset: Sequence[str] = QUICK_TESTS
+) -> list[tuple[str, int, float]]:
     """Clone, demo, test on a fresh ``suite``; returns (step, exit status, seconds)."""
     results: list[tuple[str, int, float]] = []
-    test_cmd = "sudo ./dev test" + ("" if full else " " + " ".join(QUICK_TESTS))
+    test_cmd = "sudo ./dev test" + ("" if full else " " + " ".join(subset))
     steps = [
         (
             f"git clone into {CLONE}",
@@ -362,6 +365,9 @@ def main() -> int:
     parser.add_argument("--full", action="append", default=[], choices=CODENAMES)
     parser.add_argument("--quick", action="append", default=[], choices=CODENAMES)
     parser.add_argument("--commit", default="HEAD", help="commit to clone (default HEAD)")
+    parser.add_argument(
+        "--subset", nargs="+", default=list(QUICK_TESTS), help="pytest arguments of --quick"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("fresh_machine.py needs root (mmdebstrap, systemd-nspawn)", file=sys.stderr)
@@ -388,7 +394,7 @@ def main() -> int:
     for suite, full in [(s, True) for s in args.full] + [(s, False) for s in args.quick]:
         t0 = time.monotonic()
         try:
-            for name, rc, took in check(suite, full, commit):
+            for name, rc, took in check(suite, full, commit, args.subset):
                 summary.append((suite, name, rc, took))
         except nspawn.HarnessError as exc:
             log(f"{suite}: could not set up the fresh machine: {exc}")
