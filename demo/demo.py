@@ -265,6 +265,9 @@ def main() -> int:
     # A closed terminal (SIGHUP) or a kill (SIGTERM) cleans up like Ctrl-C.
     signal.signal(signal.SIGTERM, stop_on)
     signal.signal(signal.SIGHUP, stop_on)
+    # Ctrl-C too, even when started in the background by a shell (which ignores SIGINT
+    # for its background jobs, and Python then keeps ignoring it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     tmp = Path(tempfile.mkdtemp(prefix="pumaguard-hb-demo-"))
     settings = tmp / "pumaguard-settings.yaml"
