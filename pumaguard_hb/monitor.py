@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STOP_LOCK_TIMEOUT = 2.0  # seconds the final save may wait for the lock (TimeoutStopSec is 10)
+STOP_SETTLE_TIMEOUT = 0.5  # ... and for a file being written in place to settle
 UNSAVED = "unsaved-changes.json"  # in the state dir: what the last stop could not write
 
 
@@ -331,6 +332,7 @@ class Monitor:
         """The last save, bounded well inside systemd's stop timeout; what it could not
         write waits in the state directory for the next start."""
         self.shared.lock_timeout = STOP_LOCK_TIMEOUT
+        self.shared.settle_timeout = min(self.shared.settle_timeout, STOP_SETTLE_TIMEOUT)
         await self.flush()
         unsaved = self.store.unsaved()
         if not unsaved or self.spool is None:
