@@ -37,7 +37,7 @@ from .icmp import IcmpAccess, IcmpMode
 from .logs import NOTICE
 from .probe import ProbeResult
 from .schedule import Hooks, Schedule
-from .settings import Settings, layered_settings, lookup_key, spelling_for
+from .settings import Settings, layered_settings, lookup_key, raw_value, spelling_for
 from .settings_file import SettingsFile, Snapshot, StoreError
 from .station import MAX_LEARNED, Change, Station, check_event
 from .store import CameraStore
@@ -453,7 +453,11 @@ class Monitor:
             raise Conflict(f"cannot change settings: {self.problems['settings']}")
         doc = self.own_doc if file is self.own else self.shared_doc
         stored = list(checked) if isinstance(checked, tuple) else value
-        spelling = spelling_for(doc, key)
+        found = raw_value(doc, key)
+        if file is self.own:  # our own file: the README's spelling unless it has another
+            spelling = found[0] if found else key.name
+        else:  # the shared file keeps the spelling it already uses
+            spelling = spelling_for(doc, key)
 
         def change(d: dict[str, Any]) -> bool:
             if d.get(spelling, _MISSING) == stored:
