@@ -453,11 +453,11 @@ class Monitor:
             raise Conflict(f"cannot change settings: {self.problems['settings']}")
         doc = self.own_doc if file is self.own else self.shared_doc
         stored = list(checked) if isinstance(checked, tuple) else value
+        # our own file: the README's spelling unless it has another; the shared file keeps
+        # the spelling it already uses
         found = raw_value(doc, key)
-        if file is self.own:  # our own file: the README's spelling unless it has another
-            spelling = found[0] if found else key.name
-        else:  # the shared file keeps the spelling it already uses
-            spelling = spelling_for(doc, key)
+        own_spelling = found[0] if found else key.name
+        spelling = own_spelling if file is self.own else spelling_for(doc, key)
 
         def change(d: dict[str, Any]) -> bool:
             if d.get(spelling, _MISSING) == stored:
