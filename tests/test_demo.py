@@ -41,11 +41,11 @@ def alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def demo(duration: float = 120) -> Iterator[subprocess.Popen[str]]:
+def demo(duration: float = 120, *extra: str) -> Iterator[subprocess.Popen[str]]:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'cli'}"}
     env.pop("PUMAGUARD_HB_SOCKET", None)
     proc = subprocess.Popen(
-        [sys.executable, str(DEMO), "--duration", str(duration)],
+        [sys.executable, str(DEMO), "--duration", str(duration), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -127,3 +127,30 @@ def test_a_30_second_run_shows_a_camera_going_silent() -> None:
     assert "=silent" in out
     assert "timed out after" in out, out[-3000:]
     assert max(len(ln) for ln in out.splitlines()) <= 80
+
+
+def test_the_web_ui_demo_shows_the_web_uis_own_view_of_our_results() -> None:
+    """``./dev demo --webui``: the real PumaGuard web UI beside the daemon in web UI mode;
+    its own API shows the camera that went silent as disconnected."""
+    if not (REPO / ".cache" / "webui-venv" / "bin" / "python").exists():
+        if os.environ.get("CI"):
+            pytest.fail("the web UI is not installed (tests/webui/install.sh)")
+        pytest.skip("the web UI is not installed (sudo ./dev setup)")
+    with demo(24, "--webui") as proc:
+        out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out[-3000:]
+    frames = out.split("pumaguard-heartbeat demo:")
+    last = frames[-1]
+    assert "the PumaGuard web UI (http://127.0.0.1:" in last, last
+    theirs = last.split("/api/dhcp/cameras) says:")[1].split("simulation:")[0]
+    ridge = [ln for ln in theirs.splitlines() if ln.startswith("Microseven-Ridge")]
+    # Ridge went silent at 4 s and came back at 22 s: somewhere in between the web UI
+    # itself showed it disconnected
+    assert any(
+        "Microseven-Ridge" in ln and "disconnected" in ln
+        for frame in frames
+        for ln in frame.split("says:")[-1].splitlines()
+    ), out[-3000:]
+    assert ridge, theirs
+    assert max(len(ln) for ln in out.splitlines()) <= 80
+    assert "everything it started has been stopped and removed" in out
