@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import status as status_view
 from .camera import (
     CONNECTED,
     Camera,
@@ -33,7 +33,7 @@ from .camera import (
 )
 from .errors import Conflict, HeartbeatError, PermissionDenied, SettingsError
 from .events import Listener, StateChange
-from .icmp import IcmpAccess, IcmpMode
+from .icmp import IcmpAccess
 from .logs import NOTICE
 from .probe import ProbeResult
 from .schedule import Hooks, Schedule
@@ -481,98 +481,19 @@ class Monitor:
         self.schedule.settings_changed()
         return self.settings
 
-    # -- status -------------------------------------------------------------------------
+    # -- what status shows (status.py) -----------------------------------------------------
 
     def report(self, ids: frozenset[str] | None, results: dict[str, ProbeResult]) -> dict[str, Any]:
         """The reply of check_now, in the shape PumaGuard's web API used."""
-        cameras: dict[str, Any] = {}
-        for cam in self.station.cameras.values():
-            if ids is not None and cam.id not in ids:
-                continue
-            result = results.get(cam.id)
-            cameras[cam.id] = {
-                "hostname": cam.hostname,
-                "ip_address": cam.ip_address,
-                "mac_address": cam.mac_address,
-                "reachable": None if result is None else result.reachable,
-                "status": cam.status,
-                "last_seen": cam.last_seen,
-                "rtt_ms": None
-                if result is None or result.rtt_ms is None
-                else round(result.rtt_ms, 3),
-                "reason": result.reason if result else (cam.problem or "not checked"),
-            }
-        return {"status": "success", "message": "Heartbeat check completed", "cameras": cameras}
+        return status_view.check_report(self.station, ids, results)
 
     def status(self) -> dict[str, Any]:
         """Everything ``pumaguard-hb status`` shows."""
-        cams = list(self.station.cameras.values())
-        connected = self.station.connected()
-        nxt = self.schedule.next_check_in()
-        store = self.store.info()
-        return {
-            "daemon": {
-                "version": __version__,
-                "started_at": self.started,
-                "uptime_s": round(time.time() - self.started, 1),
-                "enabled": self.settings.enabled,
-                "mode": "webui" if self.webui else "standalone",
-                "webui": store if self.webui else None,
-                "method": self.settings.method,
-                "effective_method": self.effective_method(),
-                "interval_s": self.settings.interval,
-                "next_check_in_s": None if nxt is None else round(nxt, 1),
-                "sweeping": self.schedule.sweeping,
-                "icmp_mode": self.icmp.mode.value,
-                "icmp_problem": self.icmp.problem or None,
-                "settings_path": str(self.shared.path),
-                "config_path": str(self.own.path) if self.own else None,
-                "settings_error": self.problems.get("settings") or self.problems.get("values"),
-                "write_error": self.problems.get("write"),
-                "last_sweep": self.schedule.last_sweep,
-                "sweeps": self.schedule.sweeps,
-                "writes": self.shared.writes,
-                "settings": self.settings.as_dict(),
-            },
-            "summary": {
-                "total": len(cams),
-                "connected": connected,
-                "disconnected": len(cams) - connected,
-            },
-            "cameras": [c.to_dict() for c in cams],
-        }
-
-    def effective_method(self) -> str:
-        """The method really used: ``both`` and ``icmp`` fall back when ICMP is not permitted."""
-        if self.icmp.mode is IcmpMode.UNAVAILABLE and self.settings.method != "tcp":
-            return "tcp" if self.settings.method == "both" else "none (icmp not permitted)"
-        return self.settings.method
+        return status_view.status(self)
 
     def summary_line(self) -> str:
         """The one-line STATUS= text for systemd (ASCII only)."""
-        if "settings" in self.problems:
-            head = "settings error, running on last good settings"
-        elif "values" in self.problems:
-            head = "invalid setting, running on last good settings"
-        elif "write" in self.problems:
-            head = "cannot write settings file"
-        elif self.webui and self.store.info().get("problem"):
-            head = "web UI not answering"
-        else:
-            head = ""
-        n = len(self.station)
-        if not self.settings.enabled:
-            body = f"monitoring disabled, {n} cameras"
-        else:
-            nxt = self.schedule.next_check_in()
-            body = f"{self.station.connected()}/{n} cameras connected"
-            if self.schedule.sweeping:
-                body += ", checking now"
-            elif nxt is not None:
-                body += f", next check in {nxt:.0f}s"
-            if self.icmp.mode is IcmpMode.UNAVAILABLE and self.settings.method != "tcp":
-                body += ", ICMP not permitted"
-        return f"{head}; {body}" if head else body
+        return status_view.summary_line(self)
 
 
 _MISSING = object()

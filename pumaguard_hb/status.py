@@ -1,0 +1,110 @@
+"""What ``pumaguard-hb status`` and ``check-now`` show, and systemd's STATUS= line: views of
+the monitor's state, built here so that the monitor stays the wiring."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .icmp import IcmpMode
+from .probe import ProbeResult
+from .station import Station
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+
+def check_report(
+    station: Station, ids: frozenset[str] | None, results: dict[str, ProbeResult]
+) -> dict[str, Any]:
+    """The reply of check_now, in the shape PumaGuard's web API used."""
+    cameras: dict[str, Any] = {}
+    for cam in station.cameras.values():
+        if ids is not None and cam.id not in ids:
+            continue
+        result = results.get(cam.id)
+        cameras[cam.id] = {
+            "hostname": cam.hostname,
+            "ip_address": cam.ip_address,
+            "mac_address": cam.mac_address,
+            "reachable": None if result is None else result.reachable,
+            "status": cam.status,
+            "last_seen": cam.last_seen,
+            "rtt_ms": None if result is None or result.rtt_ms is None else round(result.rtt_ms, 3),
+            "reason": result.reason if result else (cam.problem or "not checked"),
+        }
+    return {"status": "success", "message": "Heartbeat check completed", "cameras": cameras}
+
+
+def status(m: Monitor) -> dict[str, Any]:
+    """Everything ``pumaguard-hb status`` shows."""
+    cams = list(m.station.cameras.values())
+    connected = m.station.connected()
+    nxt = m.schedule.next_check_in()
+    store = m.store.info()
+    return {
+        "daemon": {
+            "version": __version__,
+            "started_at": m.started,
+            "uptime_s": round(time.time() - m.started, 1),
+            "enabled": m.settings.enabled,
+            "mode": "webui" if m.webui else "standalone",
+            "webui": store if m.webui else None,
+            "method": m.settings.method,
+            "effective_method": effective_method(m),
+            "interval_s": m.settings.interval,
+            "next_check_in_s": None if nxt is None else round(nxt, 1),
+            "sweeping": m.schedule.sweeping,
+            "icmp_mode": m.icmp.mode.value,
+            "icmp_problem": m.icmp.problem or None,
+            "settings_path": str(m.shared.path),
+            "config_path": str(m.own.path) if m.own else None,
+            "settings_error": m.problems.get("settings") or m.problems.get("values"),
+            "write_error": m.problems.get("write"),
+            "last_sweep": m.schedule.last_sweep,
+            "sweeps": m.schedule.sweeps,
+            "writes": m.shared.writes,
+            "settings": m.settings.as_dict(),
+        },
+        "summary": {
+            "total": len(cams),
+            "connected": connected,
+            "disconnected": len(cams) - connected,
+        },
+        "cameras": [c.to_dict() for c in cams],
+    }
+
+
+def effective_method(m: Monitor) -> str:
+    """The method really used: ``both`` and ``icmp`` fall back when ICMP is not permitted."""
+    if m.icmp.mode is IcmpMode.UNAVAILABLE and m.settings.method != "tcp":
+        return "tcp" if m.settings.method == "both" else "none (icmp not permitted)"
+    return m.settings.method
+
+
+def summary_line(m: Monitor) -> str:
+    """The one-line STATUS= text for systemd (ASCII only)."""
+    if "settings" in m.problems:
+        head = "settings error, running on last good settings"
+    elif "values" in m.problems:
+        head = "invalid setting, running on last good settings"
+    elif "write" in m.problems:
+        head = "cannot write settings file"
+    elif m.webui and m.store.info().get("problem"):
+        head = "web UI not answering"
+    else:
+        head = ""
+    n = len(m.station)
+    if not m.settings.enabled:
+        body = f"monitoring disabled, {n} cameras"
+    else:
+        nxt = m.schedule.next_check_in()
+        body = f"{m.station.connected()}/{n} cameras connected"
+        if m.schedule.sweeping:
+            body += ", checking now"
+        elif nxt is not None:
+            body += f", next check in {nxt:.0f}s"
+        if m.icmp.mode is IcmpMode.UNAVAILABLE and m.settings.method != "tcp":
+            body += ", ICMP not permitted"
+    return f"{head}; {body}" if head else body
