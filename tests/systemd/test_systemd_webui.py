@@ -45,6 +45,10 @@ WEBUI_FILE = f"{WEBUI_DIR}/pumaguard-settings.yaml"
 WEBUI_VENV = Path(
     os.environ.get("PUMAGUARD_WEBUI_VENV", nspawn.REPO / ".cache" / "webui-venv")
 ).resolve()
+#: where the venv goes inside the container: not under /tmp or /run, which a booted
+#: container covers with a tmpfs (a clone under /tmp, as CI's may be, would vanish). A venv
+#: run as ``bin/python -m`` works from another path: it finds itself by pyvenv.cfg.
+CONTAINER_VENV = "/opt/pumaguard-webui-venv"
 
 CAM_UP = ("Microseven-up", "127.0.5.10", "aa:bb:cc:05:00:10")  # a TCP listener on :80
 CAM_DOWN = ("Microseven-down", "127.0.5.11", "aa:bb:cc:05:00:11")  # nothing listens: refused
@@ -76,7 +80,7 @@ User={WEBUI_USER}
 Group={WEBUI_USER}
 WorkingDirectory=/home/{WEBUI_USER}
 Environment=HOME=/home/{WEBUI_USER} LANG=C.UTF-8 PYTHONUNBUFFERED=1 NO_PROXY=* no_proxy=*
-ExecStart={WEBUI_VENV}/bin/python -m pumaguard.web_ui --host 127.0.0.1 --port 5000 \
+ExecStart={CONTAINER_VENV}/bin/python -m pumaguard.web_ui --host 127.0.0.1 --port 5000 \
 --no-mdns --settings {WEBUI_FILE}
 """
 
@@ -244,7 +248,7 @@ def test_service_in_web_ui_mode_beside_the_real_web_ui(installed: nspawn.Contain
     t0 = time.monotonic()
 
     # -- the web UI: its user, its file (heartbeat off), its unit, inside the container ----
-    shutil.copytree(WEBUI_VENV, c.root / str(WEBUI_VENV).lstrip("/"), symlinks=True)
+    shutil.copytree(WEBUI_VENV, c.root / CONTAINER_VENV.lstrip("/"), symlinks=True)
     c.run(["useradd", "--create-home", WEBUI_USER])
     c.run(["install", "-d", "-o", WEBUI_USER, "-g", "pumaguard-hb", "-m", "2775", WEBUI_DIR])
     c.write(WEBUI_FILE, WEBUI_SETTINGS, mode=0o664)
