@@ -76,7 +76,7 @@ class WebUIStore:
         for record in records:
             try:
                 shown[normalize_mac(record.get("mac_address"))] = record
-            except Exception:
+            except InvalidValue:
                 continue  # a record without a usable MAC: the station model skips it too
         self.shown = shown
         return records
@@ -97,7 +97,7 @@ class WebUIStore:
                 await asyncio.to_thread(
                     self.client.event,
                     action,
-                    self._their_mac(cam.mac_address),
+                    cam.mac_address,
                     cam.ip_address,
                     cam.hostname,
                     timestamp,
@@ -112,12 +112,6 @@ class WebUIStore:
                 record["last_seen"] = timestamp
         self._up()
         return None
-
-    def _their_mac(self, mac: str) -> str:
-        """The MAC as the web UI spells it: it matches events to cameras letter by letter."""
-        record = self.shown.get(mac)
-        theirs = record.get("mac_address") if record else None
-        return theirs if isinstance(theirs, str) and theirs else mac
 
     def _report_for(self, cam: Camera, refresh: float) -> tuple[str, str | None] | None:
         """What to tell the web UI about ``cam``: (action, timestamp), or None."""
@@ -168,7 +162,7 @@ class WebUIStore:
         if not camera.mac_address:
             return
         try:
-            await asyncio.to_thread(self.client.remove_camera, self._their_mac(camera.mac_address))
+            await asyncio.to_thread(self.client.remove_camera, camera.mac_address)
         except WebUIError as err:
             self._down(err)
             raise Conflict(f"not removed: {err}") from None
@@ -193,7 +187,7 @@ class WebUIStore:
             except WebUIError as err:
                 self._down(err)
         timestamp = now_iso() if event.action != "del" else (cam.last_seen if cam else None)
-        item = (event.action, self._their_mac(event.mac), event.ip, event.hostname, timestamp)
+        item = (event.action, event.mac, event.ip, event.hostname, timestamp)
         if self.reachable is False:
             self._queue.append(item)
             return
