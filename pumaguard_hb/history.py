@@ -54,6 +54,100 @@ START, STOP = "daemon_start", "daemon_stop"
 # -- uptime: a pure function on a change log --------------------------------------------------
 
 
+UP, DOWN, UNKNOWN = "up", "down", "unknown"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of time in one state: ``up``, ``down`` or ``unknown``."""
+
+    start: float
+    end: float
+    state: str
+
+
+def segments(
+    changes: Sequence[tuple[float, str]],
+    gaps: Iterable[tuple[float, float]],
+    start: float,
+    end: float,
+) -> list[Segment]:
+    """The window ``[start, end]`` cut into consecutive :class:`Segment`s, covering it whole.
+
+    ``changes`` are ``(at, new_status)`` sorted by time. The status at a moment is that
+    of the last change at or before it; before the first change it is unknown, and so
+    is the time inside ``gaps`` (periods the daemon was not running). Neighbouring
+    segments of the same state are merged.
+    """
+    if end <= start:
+        return []
+    cuts = sorted((max(a, start), min(b, end)) for a, b in gaps if b > start and a < end)
+    # (time, state) boundaries before gaps are applied
+    plain: list[Segment] = []
+    edge, state = start, UNKNOWN
+    for at, status in changes:
+        if at >= end:
+            break
+        new = UP if status == CONNECTED else DOWN
+        if at > edge:
+            plain.append(Segment(edge, at, state))
+            edge = at
+        state = new
+    plain.append(Segment(edge, end, state))
+    out: list[Segment] = []
+
+    def emit(a: float, b: float, st: str) -> None:
+        if b <= a:
+            return
+        if out and out[-1].state == st and out[-1].end >= a:
+            out[-1] = Segment(out[-1].start, b, st)
+        else:
+            out.append(Segment(a, b, st))
+
+    for seg in plain:
+        pos = seg.start
+        for a, b in cuts:
+            if b <= pos or a >= seg.end:
+                continue
+            emit(pos, max(pos, a), seg.state)
+            emit(max(pos, a), min(b, seg.end), UNKNOWN)
+            pos = max(pos, min(b, seg.end))
+        emit(pos, seg.end, seg.state)
+    return out
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How a window was spent: seconds up, down and unknown."""
+
+    up: float
+    down: float
+    unknown: float
+
+    @property
+    def observed(self) -> float:
+        return self.up + self.down
+
+    @property
+    def uptime(self) -> float | None:
+        """Percent of the *observed* time that was up (None when nothing was observed)."""
+        return round(100.0 * self.up / self.observed, 3) if self.observed > 0 else None
+
+    @property
+    def observed_pct(self) -> float:
+        """Percent of the window that was observed at all."""
+        total = self.observed + self.unknown
+        return round(100.0 * self.observed / total, 3) if total > 0 else 0.0
+
+
+def coverage(segs: Iterable[Segment]) -> Coverage:
+    """Seconds up, down and unknown in ``segs``."""
+    spent = {UP: 0.0, DOWN: 0.0, UNKNOWN: 0.0}
+    for seg in segs:
+        spent[seg.state] += seg.end - seg.start
+    return Coverage(spent[UP], spent[DOWN], spent[UNKNOWN])
+
+
 def uptime(
     changes: Sequence[tuple[float, str]],
     gaps: Iterable[tuple[float, float]],
@@ -62,29 +156,10 @@ def uptime(
 ) -> float | None:
     """Percentage of the observed time in ``[start, end]`` that the camera was connected.
 
-    ``changes`` are ``(at, new_status)`` sorted by time. The status at a moment is
-    that of the last change at or before it; before the first change it is
-    unknown. ``gaps`` are periods the daemon was not running (unknown too).
-    Unknown time counts neither as up nor as down. None when nothing in the
-    window is known.
+    Unknown time (before the first change, and ``gaps``) counts neither as up nor as
+    down. None when nothing in the window is known.
     """
-    observed = up = 0.0
-    cuts = sorted((max(a, start), min(b, end)) for a, b in gaps if b > start and a < end)
-    for i, (at, status) in enumerate(changes):
-        seg_start = max(at, start)
-        seg_end = min(changes[i + 1][0] if i + 1 < len(changes) else end, end)
-        if seg_end <= seg_start:
-            continue
-        length = seg_end - seg_start
-        for a, b in cuts:
-            length -= max(0.0, min(b, seg_end) - max(a, seg_start))
-        length = max(0.0, length)
-        observed += length
-        if status == CONNECTED:
-            up += length
-    if observed <= 0:
-        return None
-    return round(100.0 * up / observed, 3)
+    return coverage(segments(changes, gaps, start, end)).uptime
 
 
 # -- the file --------------------------------------------------------------------------------
@@ -394,6 +469,13 @@ class History:
         """(time, new status) of the camera's latest recorded change, if any."""
         cam = self._cameras.get(camera_id)
         return cam.changes[-1] if cam is not None and cam.changes else None
+
+    def camera_segments(self, camera_id: str, start: float, end: float) -> list[Segment]:
+        """The camera's :func:`segments` over ``[start, end]`` (at most the last 7 days are
+        known in memory; earlier time is unknown)."""
+        cam = self._cameras.get(camera_id)
+        changes = list(cam.changes) if cam is not None else []
+        return segments(changes, self._gaps, start, end)
 
     def info(self) -> dict[str, Any]:
         """What ``status`` shows about the history itself."""
