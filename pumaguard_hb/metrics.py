@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -51,6 +53,15 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
+def station_label(configured: Any) -> str:
+    """The ``station`` label of every series: the setting, else the host name made
+    label-safe (letters, digits, ``.``, ``-``, ``_``; at most 63 characters)."""
+    if isinstance(configured, str) and configured:
+        return configured[:63]
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].strip("-")
+    return name or "unknown"
+
+
 class _Family:
     def __init__(self, name: str, kind: str, help_text: str) -> None:
         self.name, self.kind, self.help = PREFIX + name, kind, help_text
@@ -59,10 +70,11 @@ class _Family:
     def add(self, value: float | int | bool, **labels: Any) -> None:
         self.samples.append((labels, float(value)))
 
-    def lines(self) -> Iterable[str]:
+    def lines(self, common: dict[str, Any] | None = None) -> Iterable[str]:
         yield f"# HELP {self.name} {escape_help(self.help)}"
         yield f"# TYPE {self.name} {self.kind}"
-        for labels, value in self.samples:
+        for own, value in self.samples:
+            labels = {**own, **(common or {})}
             if labels:
                 inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
                 yield f"{self.name}{{{inner}}} {number(value)}"
@@ -116,6 +128,14 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
         family("last_sweep_timestamp_seconds", "gauge", "When the last sweep started.").add(
             float(last.get("started_at") or 0)
         )
+    if isinstance(d.get("icmp_mode"), str):
+        family("icmp_available", "gauge", "1 when ICMP echo may be sent, 0 when not.").add(
+            d["icmp_mode"] != "unavailable"
+        )
+    if isinstance(d.get("method"), str):
+        family("method_info", "gauge", "The configured and the effective method (always 1).").add(
+            1, method=d["method"], effective_method=d.get("effective_method") or ""
+        )
     history = d.get("history")
     if isinstance(history, dict):
         family("history_available", "gauge", "1 when state changes are being recorded.").add(
@@ -161,10 +181,11 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
             value = c.get(f"uptime_{window}")
             if isinstance(value, int | float):
                 ratio.add(value / 100.0, window=window, **labels)
+    common = {"station": station_label((d.get("settings") or {}).get("camera_heartbeat_station"))}
     out: list[str] = []
     for f in fam.values():
         if f.samples:
-            out.extend(f.lines())
+            out.extend(f.lines(common))
     return "\n".join(out) + "\n"
 
 

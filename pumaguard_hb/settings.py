@@ -7,6 +7,7 @@ hyphens (``camera-heartbeat-interval``); this module reads both spellings.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -116,6 +117,19 @@ def check_webui_url(key: str, value: Any) -> str:
             return value.strip().rstrip("/")
     raise InvalidValue(
         key, value, "must be the web UI's URL such as http://127.0.0.1:5000 (empty: off)"
+    )
+
+
+STATION_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def check_station(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str) and STATION_CHARS.fullmatch(value):
+        return value
+    raise InvalidValue(
+        key, value, "must be 1-63 letters, digits, '.', '-' or '_' (empty: the host name)"
     )
 
 
@@ -243,6 +257,14 @@ KEYS: tuple[Key, ...] = (
         check_seconds,
         "web UI mode: seconds between last_seen refreshes of a connected camera",
     ),
+    Key(
+        "camera_heartbeat_station",
+        "station",
+        "",
+        check_station,
+        "the station label of every metric (empty: the host name); docs/prometheus.md",
+        privileged=True,
+    ),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS} | {k.hyphenated: k for k in KEYS}
 _ENABLED = KEYS_BY_NAME["camera_heartbeat_enabled"]
@@ -269,6 +291,7 @@ class Settings:
     hostname_patterns: tuple[str, ...] = field(default=("Microseven*", "Reolink*"))
     webui_url: str = ""
     webui_refresh: float = 300
+    station: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """The settings under their canonical key names (for status and config get)."""

@@ -66,6 +66,7 @@ STATUS: dict[str, Any] = {
         "writes": 2,
         "last_sweep": {"started_at": 1795000001.25, "duration_s": 0.012},
         "history": {"available": True},
+        "settings": {"camera_heartbeat_station": "north-gate"},
     },
     "cameras": [
         {
@@ -96,17 +97,21 @@ def test_render_pure() -> None:
     samples = parse(text)
     up = dict(samples["pumaguard_heartbeat_camera_up"])
     gate = (
-        '{camera="aa:bb:cc:dd:ee:ff",hostname="Gate \\"north\\"\\\\x\\nline",ip="192.168.52.100"}'
+        '{camera="aa:bb:cc:dd:ee:ff",hostname="Gate \\"north\\"\\\\x\\nline",ip="192.168.52.100",'
+        'station="north-gate"}'
     )
     assert up[gate] == 1
-    assert up['{camera="ip:192.168.52.7",hostname="",ip="192.168.52.7"}'] == 0
+    assert up['{camera="ip:192.168.52.7",hostname="",ip="192.168.52.7",station="north-gate"}'] == 0
     assert dict(samples["pumaguard_heartbeat_camera_state_changes_total"])[gate] == 4
     assert dict(samples["pumaguard_heartbeat_camera_rtt_seconds"])[gate] == pytest.approx(0.000512)
     assert len(samples["pumaguard_heartbeat_camera_last_seen_timestamp_seconds"]) == 1
-    assert samples["pumaguard_heartbeat_sweeps_total"] == [("", 3)]
-    assert samples["pumaguard_heartbeat_settings_writes_total"] == [("", 2)]
-    assert samples["pumaguard_heartbeat_sweep_duration_seconds"] == [("", 0.012)]
-    assert samples["pumaguard_heartbeat_build_info"] == [('{version="0.1.0"}', 1)]
+    station = '{station="north-gate"}'
+    assert samples["pumaguard_heartbeat_sweeps_total"] == [(station, 3)]
+    assert samples["pumaguard_heartbeat_settings_writes_total"] == [(station, 2)]
+    assert samples["pumaguard_heartbeat_sweep_duration_seconds"] == [(station, 0.012)]
+    assert samples["pumaguard_heartbeat_build_info"] == [
+        ('{version="0.1.0",station="north-gate"}', 1)
+    ]
     ratio = samples["pumaguard_heartbeat_camera_uptime_ratio"]
     assert len(ratio) == 1 and ratio[0][1] == pytest.approx(0.995)
     assert "# TYPE pumaguard_heartbeat_sweeps_total counter" in text
@@ -151,7 +156,7 @@ def test_metrics_command_from_a_real_daemon(
     }
     assert changes == {"00:11:22:33:44:01": 1, "00:11:22:33:44:03": 1}
     assert samples["pumaguard_heartbeat_sweeps_total"][0][1] >= 1
-    assert samples["pumaguard_heartbeat_history_available"] == [("", 1)]
+    assert [v for _, v in samples["pumaguard_heartbeat_history_available"]] == [1]
     assert len(samples["pumaguard_heartbeat_camera_rtt_seconds"]) == 1
     check_with_promtool(done.stdout)
     as_json = json.loads(run_cli("metrics", "--json", env=env).stdout)
