@@ -8,6 +8,7 @@ HeartbeatError that is mapped to one) for a user's mistake.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +130,51 @@ async def history_cmd(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any
     return {"changes": changes, "more": more, "history": hist.info()}
 
 
+async def timeline(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
+    """Per camera: uptime, observed share and "slots" (up/down/mixed/unknown) over "window"
+    (24h or 7d, default 24h), "slots" 10-400 (default 80), optional "cameras"."""
+    from .history import MAX_SLOTS, MIN_SLOTS, WINDOWS
+
+    hist = monitor.history
+    if hist is None or not hist.available:
+        why = hist.problem if hist is not None else "history not configured"
+        raise ProtocolError(CONFLICT, why or "history unavailable")
+    window = args.get("window", "24h")
+    if not isinstance(window, str) or window not in WINDOWS:
+        raise ProtocolError(BAD_ARGS, '"window" must be "24h" or "7d"')
+    count = args.get("slots", 80)
+    if isinstance(count, bool) or not isinstance(count, int) or not MIN_SLOTS <= count <= MAX_SLOTS:
+        raise ProtocolError(
+            BAD_ARGS, f'"slots" must be a whole number from {MIN_SLOTS} to {MAX_SLOTS}'
+        )
+    refs = args.get("cameras")
+    if refs is None or refs == []:
+        cams = list(monitor.station.cameras.values())
+    elif isinstance(refs, list) and len(refs) <= 1024 and all(isinstance(r, str) for r in refs):
+        cams = list({cam.id: cam for cam in (monitor.find(r) for r in refs)}.values())
+    else:
+        raise ProtocolError(BAD_ARGS, '"cameras" must be a list of camera names, MACs or IPs')
+    now = time.time()
+    rows = []
+    for cam in cams:
+        row = {
+            "id": cam.id,
+            "hostname": cam.hostname,
+            "ip_address": cam.ip_address,
+            "status": cam.status,
+        }
+        row.update(hist.camera_timeline(cam.id, window, count, now))
+        rows.append(row)
+    return {
+        "window": window,
+        "start": now - WINDOWS[window],
+        "end": now,
+        "slots": count,
+        "slot_s": WINDOWS[window] / count,
+        "cameras": rows,
+    }
+
+
 async def metrics_cmd(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Prometheus metrics in the text exposition format."""
     return {"content_type": metrics.CONTENT_TYPE, "text": metrics_text(monitor)}
@@ -212,6 +258,7 @@ COMMANDS: dict[str, Command] = {
     "status": Command(status, False, status.__doc__ or ""),
     "config_get": Command(config_get, False, config_get.__doc__ or ""),
     "history": Command(history_cmd, False, history_cmd.__doc__ or ""),
+    "timeline": Command(timeline, False, timeline.__doc__ or ""),
     "metrics": Command(metrics_cmd, False, metrics_cmd.__doc__ or ""),
     "check_now": Command(check_now, True, check_now.__doc__ or ""),
     "camera_add": Command(camera_add, True, camera_add.__doc__ or ""),

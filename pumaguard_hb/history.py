@@ -49,6 +49,8 @@ INDEX_PER_CAMERA = 2000  # changes kept in memory per camera (the last 7 days at
 RECENT = 10  # changes per camera shown by status
 CONNECTED = "connected"
 START, STOP = "daemon_start", "daemon_stop"
+OBSERVED = "observed"  # a camera's status as first judged in a run, when the history differs
+STATUSES = ("connected", "disconnected")
 
 
 # -- uptime: a pure function on a change log --------------------------------------------------
@@ -135,9 +137,10 @@ class Coverage:
 
     @property
     def observed_pct(self) -> float:
-        """Percent of the window that was observed at all."""
+        """Percent of the window that was observed at all (6 decimals: one second of a week
+        is 0.000165 %, not 0)."""
         total = self.observed + self.unknown
-        return round(100.0 * self.observed / total, 3) if total > 0 else 0.0
+        return round(100.0 * self.observed / total, 6) if total > 0 else 0.0
 
 
 def coverage(segs: Iterable[Segment]) -> Coverage:
@@ -146,6 +149,41 @@ def coverage(segs: Iterable[Segment]) -> Coverage:
     for seg in segs:
         spent[seg.state] += seg.end - seg.start
     return Coverage(spent[UP], spent[DOWN], spent[UNKNOWN])
+
+
+MIXED = "mixed"
+WINDOWS = {"24h": DAY, "7d": WEEK}  # the windows of uptime figures and timelines
+MIN_SLOTS, MAX_SLOTS = 10, 400
+
+
+def slots(segs: Sequence[Segment], start: float, end: float, count: int) -> list[str]:
+    """``[start, end]`` cut into ``count`` equal slots, each ``up``, ``down``, ``mixed``
+    (some up and some down) or ``unknown`` (nothing observed), from ``segs``.
+
+    A slot partly unknown takes the state of what was observed in it: one check in a
+    slot makes it known. ``segs`` are sorted and do not overlap (as :func:`segments`).
+    """
+    if count <= 0 or end <= start:
+        return []
+    width = (end - start) / count
+    up = [0.0] * count
+    down = [0.0] * count
+    for seg in segs:
+        if seg.state not in (UP, DOWN) or seg.end <= start or seg.start >= end:
+            continue
+        spent = up if seg.state == UP else down
+        a, b = max(seg.start, start), min(seg.end, end)
+        first = min(count - 1, int((a - start) / width))
+        last = min(count - 1, int((b - start) / width))
+        for i in range(first, last + 1):
+            lo = start + i * width
+            overlap = min(b, lo + width) - max(a, lo)
+            if overlap > 0:
+                spent[i] += overlap
+    out = []
+    for u, d in zip(up, down, strict=True):
+        out.append(MIXED if u > 0 and d > 0 else DOWN if d > 0 else UP if u > 0 else UNKNOWN)
+    return out
 
 
 def uptime(
@@ -211,6 +249,8 @@ class History:
         self._cameras: dict[str, _Camera] = {}
         self._gaps: list[tuple[float, float]] = []
         self._stopped_at: float | None = None  # last daemon_stop seen while loading
+        self._running = False  # a daemon_start seen and no daemon_stop after it
+        self._last_at: float | None = None  # time of the latest line
 
     @property
     def available(self) -> bool:
@@ -229,7 +269,9 @@ class History:
             self._load()
             self.prune()
             self._fd = self._open_fd()
-            self._append({"event": START, "at": time.time()})
+            entry = {"event": START, "at": time.time()}
+            self._index(entry)  # the time since the last daemon stopped is unknown
+            self._append(entry)
         except OSError as err:
             self.problem = f"history unavailable: cannot use {self.path}: {err.strerror or err}"
             log.error("%s; running without history", self.problem)
@@ -283,6 +325,7 @@ class History:
     def _load(self) -> None:
         self._cameras.clear()
         self._gaps.clear()
+        self._stopped_at, self._running, self._last_at = None, False, None
         self.entries = self.corrupt = 0
         try:
             f = open(self.path, "rb")  # noqa: SIM115 - closed below
@@ -306,18 +349,27 @@ class History:
     def _index(self, entry: dict[str, Any]) -> None:
         at = float(entry["at"])
         event = entry.get("event")
+        last, self._last_at = self._last_at, max(at, self._last_at or at)
         if event == STOP:
-            self._stopped_at = at
+            self._stopped_at, self._running = at, False
             return
         if event == START:
             if self._stopped_at is not None and at > self._stopped_at:
                 self._gaps.append((self._stopped_at, at))
-            self._stopped_at = None
+            elif self._running and last is not None and at > last:
+                # killed (no daemon_stop): unknown from its last line on
+                self._gaps.append((last, at))
+            self._stopped_at, self._running = None, True
+            return
+        if event == OBSERVED:
+            cid, status = entry.get("camera_id"), entry.get("status")
+            if isinstance(cid, str) and status in STATUSES:
+                self._add_state(self._cameras.setdefault(cid, _Camera()), at, str(status))
             return
         if event is not None:
             return
         cam = self._cameras.setdefault(entry["camera_id"], _Camera())
-        cam.changes.append((at, entry["new"]))
+        self._add_state(cam, at, entry["new"])
         cam.recent.append(
             {
                 "at": at,
@@ -326,6 +378,9 @@ class History:
                 "reason": entry.get("reason", ""),
             }
         )
+
+    def _add_state(self, cam: _Camera, at: float, status: str) -> None:
+        cam.changes.append((at, status))
         horizon = time.time() - WEEK
         # keep one change before the week so the state at its start is known
         while len(cam.changes) > 1 and (
@@ -340,6 +395,27 @@ class History:
     def record(self, change: StateChange) -> None:
         """A Monitor listener: append the change and index it. Never raises."""
         entry = change.as_dict()
+        self._index(entry)
+        if self._fd is None:
+            return
+        try:
+            self._append(entry)
+        except OSError as err:
+            self.problem = f"history: cannot append to {self.path}: {err.strerror or err}"
+            log.error("%s; running without history", self.problem)
+            self._close_fd()
+
+    def observed(self, camera_id: str, status: str, at: float) -> None:
+        """A Monitor hook after every judgement that changed nothing: when the history holds
+        another state for the camera (or none: a camera adopted from the settings file or
+        learned by DHCP as connected), record an ``observed`` line, so the time since counts
+        as what this daemon saw. Otherwise (nearly always) nothing is written. Never raises."""
+        if status not in STATUSES:
+            return
+        cam = self._cameras.get(camera_id)
+        if cam is not None and cam.changes and cam.changes[-1][1] == status:
+            return
+        entry = {"event": OBSERVED, "camera_id": camera_id, "status": status, "at": at}
         self._index(entry)
         if self._fd is None:
             return
@@ -453,16 +529,35 @@ class History:
     # -- reading -----------------------------------------------------------------------------
 
     def camera_summary(self, camera_id: str, now: float | None = None) -> dict[str, Any]:
-        """``uptime_24h``, ``uptime_7d`` (percent or None) and ``recent`` changes of a camera."""
+        """Per window (``24h``, ``7d``): ``uptime_<w>``, percent of the *observed* time up (None
+        when nothing was observed), and ``observed_<w>``, percent of the window observed at
+        all (0-100); and the ``recent`` changes of a camera."""
         now = time.time() if now is None else now
         cam = self._cameras.get(camera_id)
-        if cam is None:
-            return {"uptime_24h": None, "uptime_7d": None, "recent": []}
-        changes = list(cam.changes)
+        out: dict[str, Any] = {}
+        for name, length in WINDOWS.items():
+            cov = coverage(self.camera_segments(camera_id, now - length, now))
+            out[f"uptime_{name}"] = cov.uptime
+            out[f"observed_{name}"] = cov.observed_pct
+        out["recent"] = list(cam.recent) if cam is not None else []
+        return out
+
+    def camera_timeline(
+        self, camera_id: str, window: str, count: int, now: float | None = None
+    ) -> dict[str, Any]:
+        """The camera's coverage over ``window`` (a key of :data:`WINDOWS`) and its
+        :func:`slots`: what the ``timeline`` command answers per camera."""
+        now = time.time() if now is None else now
+        start = now - WINDOWS[window]
+        segs = self.camera_segments(camera_id, start, now)
+        cov = coverage(segs)
         return {
-            "uptime_24h": uptime(changes, self._gaps, now - DAY, now),
-            "uptime_7d": uptime(changes, self._gaps, now - WEEK, now),
-            "recent": list(cam.recent),
+            "uptime": cov.uptime,
+            "observed": cov.observed_pct,
+            "up_s": round(cov.up, 1),
+            "down_s": round(cov.down, 1),
+            "unknown_s": round(cov.unknown, 1),
+            "slots": slots(segs, start, now, count),
         }
 
     def last_change(self, camera_id: str) -> tuple[float, str] | None:

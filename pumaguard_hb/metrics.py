@@ -86,7 +86,8 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
     """The exposition text for one ``status`` result.
 
     ``changes`` counts state changes per camera id since the daemon started.
-    Cameras may carry ``uptime_24h``/``uptime_7d`` (percent) from the history.
+    Cameras may carry ``uptime_24h``/``uptime_7d`` and ``observed_24h``/``observed_7d``
+    (percent) from the history.
     """
     changes = changes or {}
     d = status.get("daemon") or {}
@@ -162,6 +163,11 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
         "gauge",
         "Share of the observed time connected (0-1) over a window, from the history.",
     )
+    observed = family(
+        "camera_observed_ratio",
+        "gauge",
+        "Share of the window observed at all (0-1); the rest is unknown, from the history.",
+    )
     for c in cams:
         labels = {
             "camera": c.get("id", ""),
@@ -181,6 +187,9 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
             value = c.get(f"uptime_{window}")
             if isinstance(value, int | float):
                 ratio.add(value / 100.0, window=window, **labels)
+            seen_pct = c.get(f"observed_{window}")
+            if isinstance(seen_pct, int | float) and not isinstance(seen_pct, bool):
+                observed.add(seen_pct / 100.0, window=window, **labels)
     common = {"station": station_label((d.get("settings") or {}).get("camera_heartbeat_station"))}
     out: list[str] = []
     for f in fam.values():

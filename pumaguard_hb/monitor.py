@@ -256,6 +256,15 @@ class Monitor:
         change = self.station.observe(target, result, self.settings, time.time(), now_iso())
         if change is not None:
             self._changed(change)
+        else:
+            self._observed(target.id)
+
+    def _observed(self, camera_id: str) -> None:
+        """A judgement that changed nothing: the history learns it if it holds another state
+        (a status adopted from the file, a camera learned by DHCP: history.observed)."""
+        cam = self.station.cameras.get(camera_id)
+        if self.history is not None and cam is not None and cam.seen.known:
+            self.history.observed(cam.id, cam.status, time.time())
 
     def use_history(self, history: History) -> None:
         """Record state changes in ``history``; take each camera's "since" from it."""
@@ -422,6 +431,8 @@ class Monitor:
         await self.store.dhcp(outcome)
         if outcome.change is not None:
             self._changed(outcome.change)
+        elif outcome.camera is not None:
+            self._observed(outcome.camera.id)
         if outcome.camera is not None:
             await self.flush()
         if outcome.change is None and not outcome.refused:  # a refusal is said once above

@@ -304,6 +304,43 @@ def parse_since(value: str) -> float:
 
 
 @cli.command()
+@click.argument("cameras", nargs=-1, metavar="[CAMERA]...")
+@click.option(
+    "--window",
+    type=click.Choice(["24h", "7d"]),
+    default="24h",
+    show_default=True,
+    help="How far back the timelines go.",
+)
+@common_options
+def uptime(cameras: tuple[str, ...], window: str) -> int:
+    """Show each camera's up/down timeline over the window, one line per camera.
+
+    Each line: the name, a bar that fills the terminal (\u2588 up, \u2581 down,
+    \u2584 up and down, \u00b7 unknown: the daemon did not observe it), the uptime
+    of the observed time and how much of the window was observed ("seen").
+    Not a terminal: 80 columns. --json prints the daemon's reply (80 slots).
+
+    \b
+    Example:
+      pumaguard-hb uptime
+      pumaguard-hb uptime Microseven-Gate --window 7d
+    """
+    args: dict[str, Any] = {"window": window, "cameras": list(cameras)}
+    if as_json():
+        emit_json(ask("timeline", args))
+        return exits.OK
+    from .timeline import MIN_SLOTS, clean, layout, make_console, print_timeline
+
+    con = make_console()
+    first = ask("timeline", {**args, "slots": MIN_SLOTS})  # the names set the bar's width
+    names = [clean(c.get("hostname") or c.get("id")) for c in first["cameras"]]
+    name_w, cells = layout(con.width, names)
+    print_timeline(ask("timeline", {**args, "slots": cells}), name_w, con)
+    return exits.OK
+
+
+@cli.command()
 @common_options
 def metrics() -> int:
     """Print Prometheus metrics (text exposition format), as the optional listener serves them.
