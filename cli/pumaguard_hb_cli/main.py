@@ -153,14 +153,22 @@ def cli(ctx: click.Context) -> None:
     metavar="N",
     help="With --watch: stop after N snapshots (for scripts).",
 )
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Show every column of the table, even wider than the terminal.",
+)
 @common_options
-def status(watch: bool, interval: float, count: int | None) -> int:
+def status(watch: bool, interval: float, count: int | None, wide: bool) -> int:
     """Show the daemon and every camera's status.
 
     Exit status 1 when at least one camera is disconnected. With --watch the
     view refreshes in place on a terminal, with a strip of each camera's recent
     up/down history; in a pipe it prints one snapshot per interval (--json: one
     JSON object per line). Ctrl-C ends it with status 0.
+
+    On a terminal the table fits its width: the less important columns are left
+    out (and named under it); --wide shows them all.
 
     \b
     Example:
@@ -178,7 +186,7 @@ def status(watch: bool, interval: float, count: int | None) -> int:
     else:
         from .render import print_status
 
-        print_status(result, console())
+        print_status(result, console(), wide)
     return _status_exit(result)
 
 
@@ -360,8 +368,13 @@ def metrics() -> int:
 
 @cli.command("check-now")
 @click.argument("cameras", nargs=-1, metavar="[CAMERA]...")
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Show every column of the table, even wider than the terminal.",
+)
 @common_options
-def check_now(cameras: tuple[str, ...]) -> int:
+def check_now(cameras: tuple[str, ...], wide: bool) -> int:
     """Probe now (every camera, or the ones named) and show the result.
 
     A CAMERA is named by its MAC address, IP address or hostname. Exit status 1
@@ -385,7 +398,7 @@ def check_now(cameras: tuple[str, ...]) -> int:
                 result = ask("check_now", args, CHECK_TIMEOUT)
         else:
             result = ask("check_now", args, CHECK_TIMEOUT)
-        print_check(result, console())
+        print_check(result, console(), wide)
     checked = result.get("cameras") if isinstance(result, dict) else None
     down = isinstance(checked, dict) and any(
         c.get("status") != "connected" for c in checked.values()

@@ -11,13 +11,15 @@ would raise a MarkupError and ``[bold]`` would vanish. :func:`lit` is the one wa
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -41,8 +43,17 @@ def wants_colour(stream: IO[str]) -> bool:
     return tty and not os.environ.get("NO_COLOR")
 
 
+def is_tty(stream: Any) -> bool:
+    """True when ``stream`` is a terminal (colour or not: NO_COLOR changes only the colour)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def make_console(stderr: bool = False) -> Console:
-    """A console that styles only a terminal without NO_COLOR, and never wraps a pipe."""
+    """A console that styles only a terminal without NO_COLOR, is as wide as a terminal
+    (also with NO_COLOR), and never wraps a pipe."""
     stream = sys.stderr if stderr else sys.stdout
     styled = wants_colour(stream)
     return Console(
@@ -51,8 +62,14 @@ def make_console(stderr: bool = False) -> Console:
         no_color=not styled,
         highlight=False,
         emoji=False,
-        width=None if styled else 200,
+        width=None if is_tty(stream) else 200,
     )
+
+
+def fit_width(console: Console, wide: bool = False) -> int | None:
+    """The width a camera table must fit: the terminal's, or None (every column) for
+    ``--wide`` and for output that is not a terminal (a pipe, a file)."""
+    return None if wide or not is_tty(console.file) else console.width
 
 
 def duration(seconds: float) -> str:
@@ -102,11 +119,39 @@ def status_text(status: Any) -> Text:
     return lit(word, STATUS_STYLE.get(word, "yellow"))
 
 
+def _number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
 def uptime(value: Any) -> str:
     """An uptime percentage, ``99.9%``, or ``-`` when nothing is known."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.1f}%" if value < 100 else "100%"
+    if _number(value):  # rounded down: 99.96 is not 100
+        return f"{math.floor(value * 10) / 10:.1f}%" if value < 100 else "100%"
     return "-"
+
+
+WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0}
+
+
+def short_duration(seconds: float) -> str:
+    """A duration in its largest unit, rounded down: ``42s``, ``5m``, ``2h``, ``3d``."""
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def uptime_cell(cam: dict[str, Any], window: str) -> str:
+    """A camera's uptime over ``window`` (``24h``, ``7d``): ``99.9%`` when (nearly) the whole
+    window was observed, else with how much of it was, ``100% of 2h``; as :func:`uptime`
+    for a daemon that does not say how much it observed (no ``observed_*``)."""
+    value = cam.get(f"uptime_{window}")
+    observed = cam.get(f"observed_{window}")
+    if not _number(value) or not _number(observed) or observed >= 99:
+        return uptime(value)
+    seen = min(max(float(observed), 0.0), 100.0) / 100 * WINDOWS[window]
+    return f"{uptime(value)} of {short_duration(seen)}"
 
 
 STRIP_CELLS = 24
@@ -154,41 +199,112 @@ def strip(cam: dict[str, Any], now: float, cell: float, cells: int = STRIP_CELLS
     return text
 
 
-def camera_table(cameras: list[dict[str, Any]], now: float, check: bool = False) -> Table:
-    """One row per camera: name, IP, MAC, status, last seen, RTT, time in state or reason,
-    and uptime 24 h / 7 d when the daemon keeps a history."""
-    table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
+def last_seen_ago(value: Any, now: float) -> str:
+    """``12s ago``, or ``never``: :func:`last_seen` without the absolute time."""
+    when = parse_time(value)
+    if when is None:
+        return "never" if not value else str(value)
+    ago = now - when
+    return f"{duration(ago)} ago" if ago >= 0 else f"in {duration(-ago)}"
+
+
+GAP = 3  # cells between two columns of a box.SIMPLE table without edges
+ESSENTIAL = ("NAME", "IP", "STATUS")  # never dropped, never cut
+# what is kept first when the terminal is narrow; "dates" is LAST SEEN's absolute time
+KEEP_ORDER = (
+    "LAST SEEN",
+    "UP 24H",
+    "IN STATE",
+    "RTT",
+    "DETAIL",
+    "UP 7D",
+    "dates",
+    "MAC",
+)
+RIGHT = {"RTT", "UP 24H", "UP 7D"}
+
+
+def _table_columns(cameras: list[dict[str, Any]], now: float, check: bool) -> dict[str, list[Text]]:
+    """Every column the table can show, in the order shown, as header → cells."""
     history = not check and any("uptime_24h" in c for c in cameras)
-    table.add_column("NAME")
-    table.add_column("IP")
-    table.add_column("MAC")
-    table.add_column("STATUS")
-    table.add_column("LAST SEEN")
-    table.add_column("RTT", justify="right")
-    table.add_column("DETAIL" if check else "IN STATE")
-    if history:
-        table.add_column("UP 24H", justify="right")
-        table.add_column("UP 7D", justify="right")
+    cols: dict[str, list[Text]] = {
+        "NAME": [lit(c.get("hostname") or c.get("id") or "-") for c in cameras],
+        "IP": [lit(c.get("ip_address") or "-") for c in cameras],
+        "MAC": [lit(c.get("mac_address") or "-") for c in cameras],
+        "STATUS": [status_text(c.get("status")) for c in cameras],
+        "LAST SEEN": [lit(last_seen_ago(c.get("last_seen"), now)) for c in cameras],
+        "dates": [lit(last_seen(c.get("last_seen"), now)) for c in cameras],
+        "RTT": [lit(rtt(c.get("rtt_ms"))) for c in cameras],
+    }
     if not check:
-        table.add_column("DETAIL")
-    for cam in cameras:
-        row: list[Text] = [
-            lit(cam.get("hostname") or "-"),
-            lit(cam.get("ip_address") or "-"),
-            lit(cam.get("mac_address") or "-"),
-            status_text(cam.get("status")),
-            lit(last_seen(cam.get("last_seen"), now)),
-            lit(rtt(cam.get("rtt_ms"))),
-        ]
-        if not check:
-            since = parse_time(cam.get("since"))
-            row.append(lit("-" if since is None else duration(now - since)))
-        if history:
-            row += [lit(uptime(cam.get("uptime_24h"))), lit(uptime(cam.get("uptime_7d")))]
-        detail = cam.get("problem") or cam.get("reason") or ""
-        row.append(lit(detail, "dim"))
+        since = [parse_time(c.get("since")) for c in cameras]
+        cols["IN STATE"] = [lit("-" if s is None else duration(now - s)) for s in since]
+    if history:
+        cols["UP 24H"] = [lit(uptime_cell(c, "24h")) for c in cameras]
+        cols["UP 7D"] = [lit(uptime_cell(c, "7d")) for c in cameras]
+    cols["DETAIL"] = [lit(c.get("problem") or c.get("reason") or "", "dim") for c in cameras]
+    return cols
+
+
+def _width(header: str, cells: list[Text]) -> int:
+    return max([cell_len(header), *(c.cell_len for c in cells)])
+
+
+def fitted_table(
+    cameras: list[dict[str, Any]], now: float, width: int | None, check: bool = False
+) -> tuple[Table, list[str]]:
+    """The camera table fitted to ``width`` terminal columns (None: every column, ``--wide``),
+    and the names of the columns it leaves out.
+
+    NAME, IP and STATUS are always shown whole, one line per camera, even when they alone
+    are wider than ``width``; the other columns are kept in the order of :data:`KEEP_ORDER`
+    as long as they fit whole (a wide one that does not fit leaves room for a narrower
+    one after it). Nothing is ever cut or wrapped.
+    """
+    cols = _table_columns(cameras, now, check)
+    widths = {name: _width(name, cells) for name, cells in cols.items()}
+    widths["dates"] = widths["dates"] - widths["LAST SEEN"]  # what the dates add
+    kept = set(ESSENTIAL)
+    used = sum(widths[n] for n in ESSENTIAL) + GAP * (len(ESSENTIAL) - 1)
+    for name in KEEP_ORDER:
+        if name not in cols or (name == "dates" and "LAST SEEN" not in kept):
+            continue
+        extra = widths[name] + (0 if name == "dates" else GAP)
+        if width is None or used + extra <= width:
+            kept.add(name)
+            used += extra
+    table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False, width=used)
+    hidden: list[str] = []
+    shown: list[list[Text]] = []
+    for name, cells in cols.items():
+        if name == "dates":
+            if name not in kept and "LAST SEEN" in kept:
+                hidden.append("LAST SEEN dates")
+            continue
+        if name not in kept:
+            hidden.append(name)
+            continue
+        if name == "LAST SEEN" and "dates" in kept:
+            cells = cols["dates"]
+        # no min_width: rich 13 counts the padding in it, rich 14+ does not; the table's
+        # width (exactly what the kept columns need) already keeps rich from shrinking any
+        table.add_column(name, justify="right" if name in RIGHT else "left", no_wrap=True)
+        shown.append(cells)
+    for row in zip(*shown, strict=True):
         table.add_row(*row)
-    return table
+    return table, hidden
+
+
+def hidden_hint(hidden: list[str], width: int | None, command: str = "status") -> Text:
+    """The dim line under a fitted table that names what it left out and how to see it."""
+    names = ", ".join(hidden)
+    tries = (
+        f"not shown: {names}; pumaguard-hb {command} --wide shows all",
+        f"not shown: {names}; --wide shows all",
+        f"{len(hidden)} columns not shown; --wide shows all",
+    )
+    line = next((t for t in tries if width is None or cell_len(t) <= width), tries[-1])
+    return Text(line, style="dim")
 
 
 def watch_table(
@@ -210,8 +326,8 @@ def watch_table(
                 lit("never" if seen is None else f"{duration(now - seen)} ago"),
                 lit(rtt(cam.get("rtt_ms"))),
                 lit("-" if since is None else duration(now - since)),
-                lit(uptime(cam.get("uptime_24h"))),
-                lit(uptime(cam.get("uptime_7d"))),
+                lit(uptime_cell(cam, "24h")),
+                lit(uptime_cell(cam, "7d")),
                 strip(cam, now, cell, cells),
                 lit(detail, "dim"),
             ]
@@ -250,17 +366,30 @@ def _line(console: Console | _Lines, label: str, value: Text | str) -> None:
     console.print(text)
 
 
-def print_status(result: dict[str, Any], console: Console | None = None) -> None:
-    """``pumaguard-hb status``: the daemon, then the cameras."""
+def print_status(
+    result: dict[str, Any], console: Console | None = None, wide: bool = False
+) -> None:
+    """``pumaguard-hb status``: the daemon, then the cameras (fitted to a terminal unless
+    ``wide``; a pipe gets every column, as always, and never a cut one)."""
     console = console or make_console()
-    for part in status_view(result).renderables:
-        console.print(part)
+    view = status_view(result, width=fit_width(console, wide))
+    for part in view.renderables:
+        console.print(part, crop=False)  # a --wide or uncut table may be wider than the screen
 
 
 def status_view(
-    result: dict[str, Any], watch: bool = False, now: float | None = None, width: int | None = None
+    result: dict[str, Any],
+    watch: bool = False,
+    now: float | None = None,
+    width: int | None = None,
+    wide: bool = False,
 ) -> Group:
-    """What ``status`` shows, as one renderable; ``watch`` adds the recent-history strip."""
+    """What ``status`` shows, as one renderable; ``watch`` adds the recent-history strip.
+
+    Without ``watch``: a ``width`` fits the camera table to a terminal that wide (columns
+    left out are named under it); without one (a pipe, a file) or with ``wide``, every
+    column is shown. Names, IPs and statuses are never cut.
+    """
     console = _Lines()
     now = time.time() if now is None else now
     d = result.get("daemon") or {}
@@ -318,7 +447,10 @@ def status_view(
             cell = max(1.0, float(d.get("interval_s") or 60))
             console.print(watch_table(cameras, now, cell, width))
         else:
-            console.print(camera_table(cameras, now))
+            table, hidden = fitted_table(cameras, now, None if wide else width)
+            console.print(table)
+            if hidden:
+                console.print(hidden_hint(hidden, width))
     if watch:
         legend = Text("RECENT: one block per check interval, newest right: ", style="dim")
         for state in ("connected", "disconnected", "mixed"):
@@ -330,8 +462,8 @@ def status_view(
     return Group(*console.parts)
 
 
-def print_check(result: dict[str, Any], console: Console | None = None) -> None:
-    """``pumaguard-hb check-now``: what this sweep found."""
+def print_check(result: dict[str, Any], console: Console | None = None, wide: bool = False) -> None:
+    """``pumaguard-hb check-now``: what this sweep found (fitted like ``status``)."""
     console = console or make_console()
     cams = result.get("cameras") or {}
     rows = (
@@ -341,7 +473,11 @@ def print_check(result: dict[str, Any], console: Console | None = None) -> None:
     if not rows:
         console.print(lit("no cameras to check"))
         return
-    console.print(camera_table(rows, time.time(), check=True))
+    width = fit_width(console, wide)
+    table, hidden = fitted_table(rows, time.time(), width, check=True)
+    console.print(table, crop=False)  # a --wide or uncut table may be wider than the screen
+    if hidden:
+        console.print(hidden_hint(hidden, width, "check-now"))
     style = "green" if reachable == len(rows) else "red"
     console.print(Text(f"{reachable}/{len(rows)} reachable", style=style))
 
