@@ -170,12 +170,15 @@ class Terminal:
         self.servers: list[list[str]] = []
         self.base: list[str] = []
 
-    def run(self, env: dict[str, str], width: int, *args: str) -> tuple[list[str], list[str]]:
+    def run(
+        self, env: dict[str, str], width: int, *args: str, no_color: bool = False
+    ) -> tuple[list[str], list[str]]:
         """Run ``pumaguard-hb ARGS`` on a ``width``-column terminal; returns the screen's
         lines as shown and as written (a line the terminal wrapped is one line there)."""
         done = self.tmp / f"rc-{uuid.uuid4().hex[:8]}"
         command = (
             "env -u COLUMNS -u LINES -u NO_COLOR -u FORCE_COLOR "
+            f"{'NO_COLOR=1 ' if no_color else ''}"
             f"PYTHONPATH={PYTHONPATH} PUMAGUARD_HB_SOCKET={env['PUMAGUARD_HB_SOCKET']} "
             f"TERM=xterm-256color {sys.executable} -m pumaguard_hb_cli.main {' '.join(args)}; "
             f"echo rc=$? > {done}; sleep 60"
@@ -247,6 +250,8 @@ def test_status_fits_the_terminal(station: dict[str, str], terminal: Terminal, w
     assert "--wide shows all" in hints[0]
     if width == 80:
         assert "MAC" not in header and "DETAIL" not in header
+        plain, _ = terminal.run(station, width, "status", no_color=True)  # no colour, same fit
+        assert table_of(plain)[0] == header and table_of(plain)[2] == hints
 
 
 def test_status_wide_and_piped_show_every_column(
