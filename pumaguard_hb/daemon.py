@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__, logs
 from .actions import Actions
 from .commands import metrics_text
+from .discovery import run_periodic
 from .errors import InvalidValue, SettingsError
 from .history import History
 from .icmp import IcmpMode, detect_access
@@ -216,6 +217,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     tasks = [
         asyncio.create_task(monitor.schedule.run(), name="sweeps"),
         asyncio.create_task(_housekeeping(monitor, notifier, metrics_server), name="housekeeping"),
+        asyncio.create_task(run_periodic(monitor), name="discovery"),  # docs/discovery.md
     ]
     if history is not None and history.available:
         tasks.append(asyncio.create_task(_keep_history(monitor, history), name="history"))

@@ -31,6 +31,7 @@ from .camera import (
     normalize_mac,
     now_iso,
 )
+from .discovery import Discoveries
 from .errors import Conflict, HeartbeatError, PermissionDenied, SettingsError
 from .events import Listener, StateChange
 from .icmp import IcmpAccess
@@ -85,6 +86,7 @@ class Monitor:
         self.history: History | None = None
         self.notifier: Notifier | None = None
         self.spool: Path | None = None  # where unsaved changes wait over a stop
+        self.discoveries = Discoveries()  # what periodic ONVIF discovery found (discovery.py)
         self._write_lock = asyncio.Lock()
         self._said: set[str] = set()  # facts about the inputs already logged once
         self.schedule = Schedule(

@@ -143,6 +143,25 @@ def check_patterns(key: str, value: Any) -> tuple[str, ...]:
     return tuple(p.strip() for p in value)
 
 
+def check_discovery_interval(key: str, value: Any) -> float:
+    if value == 0 and not isinstance(value, bool):
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 60 <= value <= 86400:
+        raise InvalidValue(key, value, "must be 0 (off) or a number of seconds from 60 to 86400")
+    return float(value) if isinstance(value, float) else value
+
+
+def check_interface(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        import re
+
+        if re.fullmatch(r"[A-Za-z0-9_.:@-]{1,15}", value.strip()):
+            return value.strip()
+    raise InvalidValue(key, value, "must be a network interface name such as eth1 (empty: any)")
+
+
 @dataclass(frozen=True)
 class Key:
     """One heartbeat setting: its canonical (underscore) name, default and validator."""
@@ -265,6 +284,27 @@ KEYS: tuple[Key, ...] = (
         "the station label of every metric (empty: the host name); docs/prometheus.md",
         privileged=True,
     ),
+    Key(
+        "camera_heartbeat_discovery_interval",
+        "discovery_interval",
+        0,
+        check_discovery_interval,
+        "seconds between ONVIF WS-Discovery probes of the camera network (0: off; min 60)",
+    ),
+    Key(
+        "camera_heartbeat_discovery_add",
+        "discovery_add",
+        False,
+        check_bool,
+        "add the ONVIF devices that discovery finds as cameras (else only report them)",
+    ),
+    Key(
+        "camera_heartbeat_discovery_interface",
+        "discovery_interface",
+        "",
+        check_interface,
+        "network interface of the camera network for discovery (empty: the multicast route)",
+    ),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS} | {k.hyphenated: k for k in KEYS}
 _ENABLED = KEYS_BY_NAME["camera_heartbeat_enabled"]
@@ -291,6 +331,9 @@ class Settings:
     hostname_patterns: tuple[str, ...] = field(default=("Microseven*", "Reolink*"))
     webui_url: str = ""
     webui_refresh: float = 300
+    discovery_interval: float = 0
+    discovery_add: bool = False
+    discovery_interface: str = ""
     station: str = ""
 
     def as_dict(self) -> dict[str, Any]:

@@ -73,6 +73,7 @@ def status(m: Monitor) -> dict[str, Any]:
             "disconnected": len(cams) - connected,
         },
         "cameras": [c.to_dict() for c in cams],
+        "discovered": m.discoveries.info(m.settings.discovery_interval, m.settings.discovery_add),
     }
 
 
