@@ -228,6 +228,9 @@ def encode(entry: dict[str, Any]) -> bytes:
 class _Camera:
     changes: deque[tuple[float, str]] = field(default_factory=deque)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    # unknown spans of this camera alone: from a daemon start to its first judgement then
+    gaps: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=INDEX_PER_CAMERA))
+    run: float | None = None  # the daemon_start of the run its latest line belongs to
 
 
 class History:
@@ -251,6 +254,8 @@ class History:
         self._stopped_at: float | None = None  # last daemon_stop seen while loading
         self._running = False  # a daemon_start seen and no daemon_stop after it
         self._last_at: float | None = None  # time of the latest line
+        self._run_start: float | None = None  # the latest daemon_start (this run's, once open)
+        self._live = False  # this History's own daemon_start is written: a run is going on
 
     @property
     def available(self) -> bool:
@@ -272,6 +277,7 @@ class History:
             entry = {"event": START, "at": time.time()}
             self._index(entry)  # the time since the last daemon stopped is unknown
             self._append(entry)
+            self._live = True
         except OSError as err:
             self.problem = f"history unavailable: cannot use {self.path}: {err.strerror or err}"
             log.error("%s; running without history", self.problem)
@@ -326,6 +332,7 @@ class History:
         self._cameras.clear()
         self._gaps.clear()
         self._stopped_at, self._running, self._last_at = None, False, None
+        self._run_start, self._live = None, False
         self.entries = self.corrupt = 0
         try:
             f = open(self.path, "rb")  # noqa: SIM115 - closed below
@@ -354,6 +361,7 @@ class History:
             self._stopped_at, self._running = at, False
             return
         if event == START:
+            self._run_start = at
             if self._stopped_at is not None and at > self._stopped_at:
                 self._gaps.append((self._stopped_at, at))
             elif self._running and last is not None and at > last:
@@ -364,11 +372,14 @@ class History:
         if event == OBSERVED:
             cid, status = entry.get("camera_id"), entry.get("status")
             if isinstance(cid, str) and status in STATUSES:
-                self._add_state(self._cameras.setdefault(cid, _Camera()), at, str(status))
+                cam = self._cameras.setdefault(cid, _Camera())
+                self._first_of_run(cam, at, entry.get("first") is True)
+                self._add_state(cam, at, str(status))
             return
         if event is not None:
             return
         cam = self._cameras.setdefault(entry["camera_id"], _Camera())
+        self._first_of_run(cam, at, entry.get("first") is True)
         self._add_state(cam, at, entry["new"])
         cam.recent.append(
             {
@@ -378,6 +389,22 @@ class History:
                 "reason": entry.get("reason", ""),
             }
         )
+
+    def _first_of_run(self, cam: _Camera, at: float, first: bool) -> None:
+        """A line marked ``first`` (the camera's first judgement in its run): the camera's
+        state from that run's daemon_start until then is unknown (not the state carried
+        over from the run before)."""
+        if cam.run == self._run_start:
+            return
+        if first and self._run_start is not None and at > self._run_start:
+            cam.gaps.append((self._run_start, at))
+        cam.run = self._run_start
+
+    def _mark_first(self, camera_id: str, entry: dict[str, Any]) -> None:
+        """Mark ``entry`` ``first`` when it is this run's first judgement of the camera."""
+        cam = self._cameras.get(camera_id)
+        if self._live and (cam is None or cam.run != self._run_start):
+            entry["first"] = True
 
     def _add_state(self, cam: _Camera, at: float, status: str) -> None:
         cam.changes.append((at, status))
@@ -389,12 +416,15 @@ class History:
             cam.changes.popleft()
         while self._gaps and self._gaps[0][1] < horizon:
             self._gaps.pop(0)
+        while cam.gaps and cam.gaps[0][1] < horizon:
+            cam.gaps.popleft()
 
     # -- writing -----------------------------------------------------------------------------
 
     def record(self, change: StateChange) -> None:
         """A Monitor listener: append the change and index it. Never raises."""
         entry = change.as_dict()
+        self._mark_first(change.camera_id, entry)
         self._index(entry)
         if self._fd is None:
             return
@@ -414,8 +444,12 @@ class History:
             return
         cam = self._cameras.get(camera_id)
         if cam is not None and cam.changes and cam.changes[-1][1] == status:
+            if self._live and cam.run != self._run_start:  # agrees: only in memory
+                self._first_of_run(cam, at, True)
             return
-        entry = {"event": OBSERVED, "camera_id": camera_id, "status": status, "at": at}
+        entry: dict[str, Any] = {"event": OBSERVED, "camera_id": camera_id, "status": status}
+        entry["at"] = at
+        self._mark_first(camera_id, entry)
         self._index(entry)
         if self._fd is None:
             return
@@ -570,7 +604,16 @@ class History:
         known in memory; earlier time is unknown)."""
         cam = self._cameras.get(camera_id)
         changes = list(cam.changes) if cam is not None else []
-        return segments(changes, self._gaps, start, end)
+        gaps = list(self._gaps)
+        if cam is not None:
+            gaps += cam.gaps
+        if (
+            self._live
+            and self._run_start is not None
+            and (cam is None or cam.run != self._run_start)
+        ):
+            gaps.append((self._run_start, end))  # not judged yet in this run
+        return segments(changes, gaps, start, end)
 
     def info(self) -> dict[str, Any]:
         """What ``status`` shows about the history itself."""

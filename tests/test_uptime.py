@@ -102,6 +102,74 @@ def test_history_learns_a_first_judgement_it_did_not_hold(tmp_path: Path) -> Non
     h2.close()
 
 
+def write_history(folder: Path, entries: list[dict[str, Any]]) -> None:
+    (folder / "history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+def test_each_run_is_unknown_until_its_first_judgement(tmp_path: Path) -> None:
+    now = time.time()
+    cid = "00:00:00:00:00:01"
+    first = {**change(cid, "disconnected", now - 3 * H + 60), "first": True}
+    write_history(
+        tmp_path,
+        [
+            {"event": "daemon_start", "at": now - 3 * H},
+            first,  # its first sweep took a minute: that minute is unknown
+            change(cid, "connected", now - 2 * H, "disconnected"),
+            {"event": "daemon_stop", "at": now - H},
+        ],
+    )
+    h = History(tmp_path)
+    assert h.open()
+    # this run has not judged the camera yet: since the stop, nothing is known
+    cov = coverage(h.camera_segments(cid, now - DAY, time.time()))
+    assert cov.down == pytest.approx(H - 60, abs=1) and cov.up == pytest.approx(H, abs=1)
+    judged = time.time()
+    h.observed(cid, "connected", judged)  # agrees with the history: nothing written
+    time.sleep(0.2)
+    segs = h.camera_segments(cid, now - DAY, time.time())
+    assert segs[-1].state == "up" and segs[-1].start == pytest.approx(judged)
+    assert segs[-2].state == "unknown" and segs[-2].start == pytest.approx(now - H)
+    h.close()
+    text = (tmp_path / "history.jsonl").read_text()
+    assert '"observed"' not in text
+
+
+def test_a_killed_daemon_leaves_unknown_time_not_its_last_state(tmp_path: Path) -> None:
+    now = time.time()
+    cid = "00:00:00:00:00:01"
+    write_history(
+        tmp_path,
+        [
+            {"event": "daemon_start", "at": now - 3 * H},
+            {**change(cid, "disconnected", now - 3 * H + 1), "first": True},
+            # SIGKILL or a power cut 2 h ago... and nothing since: no daemon_stop
+        ],
+    )
+    h = History(tmp_path)
+    assert h.open()
+    cov = coverage(h.camera_segments(cid, now - DAY, time.time()))
+    assert cov.down == 0 and cov.uptime is None  # unknown since its last line, not 3 h down
+    time.sleep(0.05)
+    h.observed(cid, "connected", time.time())
+    time.sleep(0.05)
+    assert h.camera_summary(cid)["uptime_24h"] == 100.0
+    h.close()
+    got = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert got[-2] == {**got[-2], "event": "observed", "status": "connected", "first": True}
+
+
+def test_names_from_outside_cannot_steer_the_terminal() -> None:
+    from pumaguard_hb_cli.timeline import clean, fit, layout
+
+    assert clean("Gate\x1b[31m\u202eX\n") == "Gate?[31m?X?"
+    assert fit("カメラカメラカメラ", 7) == "カメラ…" and fit("Gate", 7) == "Gate"
+    name_w, cells = layout(80, ["x" * 60])
+    assert name_w == 24 and name_w + 1 + cells + 1 + 5 + 1 + 10 == 80
+    name_w, cells = layout(30, ["Microseven-Gate"])
+    assert cells == 10 and name_w + 1 + cells + 1 + 5 + 1 + 10 <= 30 + 2
+
+
 # -- a real daemon on a prepared history ---------------------------------------------------------
 
 GATE, CREEK, BARN, NEW = (f"00:11:22:33:44:0{i}" for i in range(1, 5))
@@ -317,6 +385,7 @@ def test_uptime_piped_json_and_errors(station: Any) -> None:
     done = run_cli("uptime", env=env)
     assert done.returncode == 0, done.stderr
     assert "\x1b[" not in done.stdout
+    print(done.stdout)
     bars = check_lines(done.stdout, 80)
     check_gate(bars["Microseven-Gate"])
     assert set(bars["Reolink-New"][:-1]) == {"·"} and bars["Reolink-New"][-1] == "█"
