@@ -23,6 +23,7 @@ from .icmp import IcmpMode, detect_access
 from .metrics import MetricsServer
 from .monitor import UNSAVED, Monitor
 from .notify import Notifier, watchdog_interval
+from .page import StatusPage
 from .paths import daemon_socket_path, state_dir
 from .server import ControlServer, SocketInUse
 from .settings import KEYS_BY_NAME, default_settings_path, raw_value
@@ -180,7 +181,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     loop = asyncio.get_running_loop()
     if history is not None:
         monitor.use_history(history)
-    metrics_server = MetricsServer(lambda: metrics_text(monitor))
+    metrics_server = MetricsServer(lambda: metrics_text(monitor), StatusPage(monitor))
     notifier = Notifier()
     monitor.notifier = notifier
     server = ControlServer(monitor, socket_path)
