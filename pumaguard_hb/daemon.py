@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__, logs
 from .actions import Actions
+from .alerts import Alerts
 from .commands import metrics_text
 from .discovery import run_periodic
 from .errors import InvalidValue, SettingsError
@@ -187,6 +188,12 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     server = ControlServer(monitor, socket_path)
     actions = Actions(lambda: monitor.settings)  # webhooks and command, docs/actions.md
     monitor.listeners.append(actions.notify)
+    alerts = Alerts(  # mail and Apprise, docs/alerts.md
+        lambda: monitor.settings,
+        lambda: (monitor.station.connected(), len(monitor.station)),
+        {c.id: c.seen.since for c in monitor.station.cameras.values() if c.seen.since},
+    )
+    monitor.listeners.append(alerts.notify)
     await server.start()
     stop = asyncio.Event()
 
@@ -233,6 +240,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await actions.close()  # a short grace for pending webhooks and commands
+    await alerts.close()  # the same for alert messages
     await server.close()
     await monitor.stop()  # bounded; what it cannot write waits for the next start
     failed = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, alerts
 from .icmp import IcmpMode
 from .probe import ProbeResult
 from .station import Station
@@ -65,7 +65,7 @@ def status(m: Monitor) -> dict[str, Any]:
             "last_sweep": m.schedule.last_sweep,
             "sweeps": m.schedule.sweeps,
             "writes": m.shared.writes,
-            "settings": m.settings.as_dict(),
+            "settings": m.settings.public_dict(),  # secrets redacted
         },
         "summary": {
             "total": len(cams),
@@ -73,8 +73,15 @@ def status(m: Monitor) -> dict[str, Any]:
             "disconnected": len(cams) - connected,
         },
         "cameras": [c.to_dict() for c in cams],
+        "alerts": _alerts(m),
         "discovered": m.discoveries.info(m.settings.discovery_interval, m.settings.discovery_add),
     }
+
+
+def _alerts(m: Monitor) -> dict[str, Any] | None:
+    """Mail and Apprise alerts (docs/alerts.md); None where the daemon runs none."""
+    found = alerts.find(m)
+    return found.info() if found else None
 
 
 def effective_method(m: Monitor) -> str:
