@@ -115,6 +115,7 @@ class Spec:
     mac_address: str
     overrides: dict[str, Any] = field(default_factory=dict)  # method, port, timeout, path
     problem: str | None = None  # why it is not probed (e.g. an invalid IP), if it is not
+    notice: str | None = None  # an override that is ignored (a bad heartbeat_interval)
 
     @property
     def probe_ip(self) -> str | None:
@@ -198,6 +199,7 @@ class Camera:
             "method": seen.method,
             "checked_at": seen.checked_at,
             "problem": self.problem,
+            "notice": self.spec.notice,
             "overrides": self.overrides,
             "consecutive_failures": seen.fails,
             "consecutive_successes": seen.successes,
@@ -244,7 +246,10 @@ def spec_from_entry(entry: Any) -> Spec | None:
     except InvalidValue:
         mac = str(mac)
     overrides, override_problem = camera_overrides(entry)
-    return Spec(cid, hostname, ip, mac, overrides, problem or override_problem)
+    notice = None
+    if "bad_interval" in overrides:  # the camera is still probed, on the global interval
+        notice = overrides.pop("bad_interval") + "; using camera_heartbeat_interval"
+    return Spec(cid, hostname, ip, mac, overrides, problem or override_problem, notice)
 
 
 def reported(entry: dict[str, Any]) -> Observed:
@@ -269,6 +274,7 @@ OVERRIDES = {
     "heartbeat_port": ("port", check_port),
     "heartbeat_timeout": ("timeout", check_seconds),
     "heartbeat_path": ("path", check_http_path),
+    "heartbeat_interval": ("interval", check_seconds),
 }
 
 
@@ -276,7 +282,9 @@ def camera_overrides(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]
     """Per-camera ``heartbeat_method/port/timeout/path`` (either spelling), validated.
 
     Returns the overrides by short name, and a problem sentence when one is invalid
-    (such a camera is not probed rather than probed the wrong way).
+    (such a camera is not probed rather than probed the wrong way). A bad
+    ``heartbeat_interval`` is no reason not to probe: it comes back as ``bad_interval``
+    (its sentence) and the camera is checked on the global interval.
     """
     found: dict[str, Any] = {}
     for key, (short, check) in OVERRIDES.items():
@@ -285,6 +293,9 @@ def camera_overrides(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]
                 try:
                     found[short] = check(spelling, entry[spelling])
                 except InvalidValue as err:
+                    if short == "interval":
+                        found["bad_interval"] = str(err)[:200]
+                        break
                     return found, str(err)
                 break
     return found, None

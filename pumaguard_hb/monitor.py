@@ -38,7 +38,14 @@ from .icmp import IcmpAccess
 from .logs import NOTICE
 from .probe import ProbeResult
 from .schedule import Hooks, Schedule
-from .settings import Settings, layered_settings, lookup_key, raw_value, spelling_for
+from .settings import (
+    Settings,
+    layered_settings,
+    lookup_key,
+    plain_value,
+    raw_value,
+    spelling_for,
+)
 from .settings_file import SettingsFile, Snapshot, StoreError
 from .station import MAX_LEARNED, Change, Station, check_event
 from .store import CameraStore
@@ -180,9 +187,9 @@ class Monitor:
         self._solved("values")
         old, self.settings = self.settings, settings
         if settings != old:
-            new, shown, was = settings.as_dict(), settings.public_dict(), old.public_dict()
-            changes = ", ".join(  # secrets redacted (docs/alerts.md)
-                f"{k}: {was[k]!r} -> {shown[k]!r}" for k, v in old.as_dict().items() if new[k] != v
+            new = settings.as_dict()
+            changes = ", ".join(
+                f"{k}: {v!r} -> {new[k]!r}" for k, v in old.as_dict().items() if new[k] != v
             )
             log.info("settings reloaded (%s): %s", why, changes)
             self.schedule.settings_changed()
@@ -228,6 +235,12 @@ class Monitor:
             log.debug("camera %s listed", label(cam))
         for cam in outcome.removed:
             log.info("camera %s is no longer listed", label(cam))
+        for cam in outcome.added + outcome.respecced:
+            if cam.spec.notice:
+                fact = f"notice:{cam.id}:{cam.spec.notice}"
+                self._say_once(fact, "camera %s: %s", label(cam), cam.spec.notice)
+        if outcome.added or outcome.respecced or outcome.removed:
+            self.schedule.settings_changed()  # new cameras are due at once; intervals re-planned
 
     async def before_sweep(self) -> None:
         """Before a sweep: take the camera list from a store that is polled (the web UI)."""
@@ -465,7 +478,7 @@ class Monitor:
         if file is self.shared and "settings" in self.problems:
             raise Conflict(f"cannot change settings: {self.problems['settings']}")
         doc = self.own_doc if file is self.own else self.shared_doc
-        stored = list(checked) if isinstance(checked, tuple) else value
+        stored = plain_value(key, checked) if isinstance(checked, tuple) else value
         # our own file: the README's spelling unless it has another; the shared file keeps
         # the spelling it already uses
         found = raw_value(doc, key)
@@ -488,8 +501,7 @@ class Monitor:
             self.settings = self._layered(self.shared_doc, self.own_doc)
         else:
             self._adopt_written(snap)
-        shown = self.settings.public_dict()[key.name]  # secrets redacted
-        log.info("setting %s changed to %r in %s", key.name, shown, file.path)
+        log.info("setting %s changed to %r in %s", key.name, stored, file.path)
         if key.name == "camera_heartbeat_webui_url":
             log.warning("%s takes effect when the daemon restarts", key.name)
         self.schedule.settings_changed()

@@ -107,11 +107,14 @@ def check_event(action: str, mac: str, ip: str, hostname: str | None) -> DhcpEve
 
 
 def target_for(cam: Camera, settings: Settings) -> Target | None:
-    """The camera's check: the global settings unless its entry overrides them."""
+    """The camera's check: the global settings unless its entry overrides them (or the
+    daemon's ``camera_heartbeat_cameras`` does, by MAC: that wins; docs/intervals.md)."""
     ip = cam.probe_ip
     if ip is None:
         return None
     s, o = settings, cam.overrides
+    if s.camera_overrides and cam.mac_address:
+        o = {**o, **s.overrides_for(cam.mac_address)}
     method = o.get("method", s.method)
     port = o.get("port") or DEFAULT_PORTS.get(method, s.tcp_port)
     timeout = o.get("timeout")
@@ -124,6 +127,7 @@ def target_for(cam: Camera, settings: Settings) -> Target | None:
         timeout or s.icmp_timeout,
         s.icmp_count,
         o.get("path", s.http_path),
+        o.get("interval", s.interval),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, alerts
+from . import __version__
 from .icmp import IcmpMode
 from .probe import ProbeResult
 from .station import Station
@@ -64,24 +64,25 @@ def status(m: Monitor) -> dict[str, Any]:
             "write_error": m.problems.get("write"),
             "last_sweep": m.schedule.last_sweep,
             "sweeps": m.schedule.sweeps,
+            "list_polls": m.schedule.polls,
             "writes": m.shared.writes,
-            "settings": m.settings.public_dict(),  # secrets redacted
+            "settings": m.settings.as_dict(),
         },
         "summary": {
             "total": len(cams),
             "connected": connected,
             "disconnected": len(cams) - connected,
         },
-        "cameras": [c.to_dict() for c in cams],
-        "alerts": _alerts(m),
+        "cameras": _cameras(m),
         "discovered": m.discoveries.info(m.settings.discovery_interval, m.settings.discovery_add),
     }
 
 
-def _alerts(m: Monitor) -> dict[str, Any] | None:
-    """Mail and Apprise alerts (docs/alerts.md); None where the daemon runs none."""
-    found = alerts.find(m)
-    return found.info() if found else None
+def _cameras(m: Monitor) -> list[dict[str, Any]]:
+    """Each camera as the protocol shows it, with its interval and next check (intervals.md)."""
+    plan = m.schedule.plan()
+    unplanned = {"interval_s": None, "next_check_in_s": None}  # not probed (no usable IP)
+    return [c.to_dict() | plan.get(c.id, unplanned) for c in m.station.cameras.values()]
 
 
 def effective_method(m: Monitor) -> str:

@@ -32,6 +32,7 @@ class Target:
     icmp_timeout: float
     icmp_count: int = 1
     path: str = "/"  # for http and https
+    interval: float = 60  # seconds between scheduled checks of this camera
 
 
 OnResult = Callable[[str, ProbeResult], None]
