@@ -216,7 +216,7 @@ async def camera_remove(monitor: Monitor, args: dict[str, Any], peer: Peer) -> A
 async def config_get(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """The heartbeat settings, or the one named by "key"."""
     name = _str(args, "key", required=False)
-    values = monitor.settings.as_dict()
+    values = monitor.settings.as_dict() if peer.root else monitor.settings.public_dict()
     if name is None:
         return {"settings": values, "help": {k.name: k.help for k in KEYS}}
     key = lookup_key(name)
@@ -230,7 +230,7 @@ async def config_set(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
         raise ProtocolError(BAD_ARGS, '"value" is required')
     settings = await monitor.set_config(name, args["value"], by_root=peer.root)
     key = lookup_key(name)
-    return {"key": key.name, "value": settings.as_dict()[key.name]}
+    return {"key": key.name, "value": settings.public_dict()[key.name]}
 
 
 async def dhcp_event(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
@@ -249,7 +249,21 @@ async def reload(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     problem = await monitor.reload("reload command")
     if problem:
         raise ProtocolError(CONFLICT, problem + "; keeping the last good settings")
-    return {"message": "settings reloaded", "settings": monitor.settings.as_dict()}
+    return {"message": "settings reloaded", "settings": monitor.settings.public_dict()}
+
+
+async def alert_test(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
+    """Send a test alert through every configured channel (mail, Apprise); each result."""
+    from . import alerts  # docs/alerts.md
+
+    found = alerts.find(monitor)
+    if found is None or not found.enabled(monitor.settings):
+        raise ProtocolError(
+            CONFLICT,
+            "no alert channel is configured: set camera_heartbeat_smtp_host and "
+            "camera_heartbeat_smtp_to, or camera_heartbeat_apprise_urls (docs/alerts.md)",
+        )
+    return {"results": await found.test()}
 
 
 COMMANDS: dict[str, Command] = {
@@ -266,6 +280,7 @@ COMMANDS: dict[str, Command] = {
     "config_set": Command(config_set, True, config_set.__doc__ or ""),
     "dhcp_event": Command(dhcp_event, True, dhcp_event.__doc__ or ""),
     "reload": Command(reload, True, reload.__doc__ or ""),
+    "alert_test": Command(alert_test, True, alert_test.__doc__ or ""),
 }
 
 

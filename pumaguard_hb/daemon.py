@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__, logs
 from .actions import Actions
+from .alerts import Alerts
 from .commands import metrics_text
 from .discovery import run_periodic
 from .errors import InvalidValue, SettingsError
@@ -23,6 +24,7 @@ from .icmp import IcmpMode, detect_access
 from .metrics import MetricsServer
 from .monitor import UNSAVED, Monitor
 from .notify import Notifier, watchdog_interval
+from .page import StatusPage
 from .paths import daemon_socket_path, state_dir
 from .server import ControlServer, SocketInUse
 from .settings import KEYS_BY_NAME, default_settings_path, raw_value
@@ -180,12 +182,18 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     loop = asyncio.get_running_loop()
     if history is not None:
         monitor.use_history(history)
-    metrics_server = MetricsServer(lambda: metrics_text(monitor))
+    metrics_server = MetricsServer(lambda: metrics_text(monitor), StatusPage(monitor))
     notifier = Notifier()
     monitor.notifier = notifier
     server = ControlServer(monitor, socket_path)
     actions = Actions(lambda: monitor.settings)  # webhooks and command, docs/actions.md
     monitor.listeners.append(actions.notify)
+    alerts = Alerts(  # mail and Apprise, docs/alerts.md
+        lambda: monitor.settings,
+        lambda: (monitor.station.connected(), len(monitor.station)),
+        {c.id: c.seen.since for c in monitor.station.cameras.values() if c.seen.since},
+    )
+    monitor.listeners.append(alerts.notify)
     await server.start()
     stop = asyncio.Event()
 
@@ -232,6 +240,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await actions.close()  # a short grace for pending webhooks and commands
+    await alerts.close()  # the same for alert messages
     await server.close()
     await monitor.stop()  # bounded; what it cannot write waits for the next start
     failed = 0

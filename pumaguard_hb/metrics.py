@@ -18,10 +18,12 @@ import logging
 import math
 import re
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .camera import iso_seconds
+from .page import CONTENT_TYPE as PAGE_CONTENT_TYPE
+from .page import HEADERS as PAGE_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +213,14 @@ def split_listen(value: str) -> tuple[str | None, int]:
 
 
 class MetricsServer:
-    """Serves ``GET /metrics`` with the text from ``source`` (called on the event loop)."""
+    """Serves ``GET /metrics`` with the text from ``source`` (called on the event loop), and
+    ``GET /`` with the status page awaited from ``page`` (pumaguard_hb/page.py) when given."""
 
-    def __init__(self, source: Callable[[], str]) -> None:
+    def __init__(
+        self, source: Callable[[], str], page: Callable[[], Awaitable[str]] | None = None
+    ) -> None:
         self.source = source
+        self.page = page
         self.listen = ""
         self.server: asyncio.Server | None = None
         self.problem: str | None = None
@@ -296,6 +302,16 @@ class MetricsServer:
                 self.source(),
                 head_only=method == "HEAD",
                 content_type=CONTENT_TYPE,
+            )
+        elif target in ("/", "/index.html") and self.page is not None:
+            await self._reply(
+                writer,
+                200,
+                "OK",
+                await self.page(),
+                PAGE_HEADERS,
+                head_only=method == "HEAD",
+                content_type=PAGE_CONTENT_TYPE,
             )
         elif target == "/":
             await self._reply(writer, 200, "OK", "pumaguard-heartbeat: see /metrics\n")

@@ -187,9 +187,9 @@ class Monitor:
         self._solved("values")
         old, self.settings = self.settings, settings
         if settings != old:
-            new = settings.as_dict()
-            changes = ", ".join(
-                f"{k}: {v!r} -> {new[k]!r}" for k, v in old.as_dict().items() if new[k] != v
+            new, shown, was = settings.as_dict(), settings.public_dict(), old.public_dict()
+            changes = ", ".join(  # secrets redacted (docs/alerts.md)
+                f"{k}: {was[k]!r} -> {shown[k]!r}" for k, v in old.as_dict().items() if new[k] != v
             )
             log.info("settings reloaded (%s): %s", why, changes)
             self.schedule.settings_changed()
@@ -501,7 +501,8 @@ class Monitor:
             self.settings = self._layered(self.shared_doc, self.own_doc)
         else:
             self._adopt_written(snap)
-        log.info("setting %s changed to %r in %s", key.name, stored, file.path)
+        shown = self.settings.public_dict()[key.name]  # secrets redacted
+        log.info("setting %s changed to %r in %s", key.name, shown, file.path)
         if key.name == "camera_heartbeat_webui_url":
             log.warning("%s takes effect when the daemon restarts", key.name)
         self.schedule.settings_changed()

@@ -163,6 +163,75 @@ def check_interface(key: str, value: Any) -> str:
     raise InvalidValue(key, value, "must be a network interface name such as eth1 (empty: any)")
 
 
+def check_text(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value.isprintable() or len(value) > 1000:
+        raise InvalidValue(key, value, "must be one line of printable text (empty for none)")
+    return value.strip()
+
+
+def check_host(key: str, value: Any) -> str:
+    text = check_text(key, value)
+    if any(ch.isspace() or ch in "/@?#" for ch in text):
+        raise InvalidValue(key, value, "must be a host name or IP address (empty: off)")
+    return text
+
+
+def check_port_or_default(key: str, value: Any) -> int:
+    if value == 0 and not isinstance(value, bool):
+        return 0
+    return check_port(key, value)
+
+
+SMTP_SECURITY = ("starttls", "tls", "none")
+
+
+def check_smtp_security(key: str, value: Any) -> str:
+    if value not in SMTP_SECURITY:
+        raise InvalidValue(key, value, "must be one of " + ", ".join(SMTP_SECURITY))
+    return str(value)
+
+
+def _is_address(value: Any) -> bool:
+    if not isinstance(value, str) or not value.isprintable() or len(value) > 254:
+        return False
+    local, at, domain = value.rpartition("@")
+    return bool(at and local and domain) and not any(
+        ch.isspace() or ch in "<>,;\"'" for ch in value
+    )
+
+
+def check_address_or_empty(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not _is_address(value):
+        raise InvalidValue(key, value, "must be a mail address such as hb@example.org")
+    return str(value)
+
+
+def check_addresses(key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value] if value else []
+    if not isinstance(value, list | tuple) or not all(_is_address(a) for a in value):
+        raise InvalidValue(key, value, "must be a list of mail addresses such as admin@example.org")
+    return tuple(value)
+
+
+def check_apprise_urls(key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value] if value else []
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(u, str) and "://" in u and u.isprintable() and " " not in u for u in value
+    ):
+        raise InvalidValue(key, value, "must be a list of Apprise URLs such as tgram://TOKEN/CHAT")
+    return tuple(value)
+
+
 #: per-camera overrides by MAC (camera_heartbeat_cameras): at most this many cameras
 MAX_CAMERA_OVERRIDES = 1024
 CameraOverrides = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
@@ -226,6 +295,8 @@ class Key:
     help: str
     # runs a program or sends data off the machine: over the socket, only root may change it
     privileged: bool = False
+    # holds a password or token: redacted wherever settings are shown (public_dict)
+    secret: bool = False
 
     @property
     def hyphenated(self) -> str:
@@ -358,6 +429,102 @@ KEYS: tuple[Key, ...] = (
         check_interface,
         "network interface of the camera network for discovery (empty: the multicast route)",
     ),
+    # -- alerts by mail and Apprise (docs/alerts.md) --
+    Key(
+        "camera_heartbeat_alert_delay",
+        "alert_delay",
+        30,
+        check_seconds,
+        "seconds alerts wait after a first change, to send a burst of changes as one message",
+    ),
+    Key(
+        "camera_heartbeat_alert_station",
+        "alert_station",
+        "",
+        check_text,
+        "the station's name in alerts (empty: the machine's hostname)",
+    ),
+    Key(
+        "camera_heartbeat_smtp_host",
+        "smtp_host",
+        "",
+        check_host,
+        "mail server for alerts (empty: no mail)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_smtp_port",
+        "smtp_port",
+        0,
+        check_port_or_default,
+        "mail server port (0: 587 for starttls, 465 for tls, 25 for none)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_smtp_security",
+        "smtp_security",
+        "starttls",
+        check_smtp_security,
+        "starttls, tls (implicit TLS) or none (plain text)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_smtp_user",
+        "smtp_user",
+        "",
+        check_text,
+        "login name at the mail server (empty: no login)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_smtp_password",
+        "smtp_password",
+        "",
+        check_text,
+        "password of smtp_user",
+        privileged=True,
+        secret=True,
+    ),
+    Key(
+        "camera_heartbeat_smtp_from",
+        "smtp_from",
+        "",
+        check_address_or_empty,
+        "sender address of alert mail (empty: pumaguard-heartbeat@HOSTNAME)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_smtp_to",
+        "smtp_to",
+        (),
+        check_addresses,
+        "addresses alert mail goes to",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_smtp_ca_file",
+        "smtp_ca_file",
+        "",
+        check_text,
+        "CA certificates (PEM) to verify the mail server with (empty: the system's)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_smtp_timeout",
+        "smtp_timeout",
+        20,
+        check_seconds,
+        "seconds for each step of talking to the mail server",
+    ),
+    Key(
+        "camera_heartbeat_apprise_urls",
+        "apprise_urls",
+        (),
+        check_apprise_urls,
+        "Apprise URLs (push, SMS, chat services) that get alerts; needs Apprise installed",
+        privileged=True,
+        secret=True,
+    ),
     Key(
         "camera_heartbeat_cameras",
         "camera_overrides",
@@ -391,6 +558,18 @@ class Settings:
     hostname_patterns: tuple[str, ...] = field(default=("Microseven*", "Reolink*"))
     webui_url: str = ""
     webui_refresh: float = 300
+    alert_delay: float = 30
+    alert_station: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 0
+    smtp_security: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = ""
+    smtp_to: tuple[str, ...] = ()
+    smtp_ca_file: str = ""
+    smtp_timeout: float = 20
+    apprise_urls: tuple[str, ...] = ()
     discovery_interval: float = 0
     discovery_add: bool = False
     discovery_interface: str = ""
@@ -417,6 +596,28 @@ class Settings:
         for key in KEYS:
             out[key.name] = plain_value(key, getattr(self, key.attr))
         return out
+
+    def public_dict(self) -> dict[str, Any]:
+        """as_dict() with secrets (passwords, token-bearing URLs) redacted: what anybody
+        but root may see, and what is fit for a log."""
+        out = self.as_dict()
+        for key in KEYS:
+            if key.secret and out[key.name]:
+                value = out[key.name]
+                secret = isinstance(value, list)
+                out[key.name] = [redact_secret(v) for v in value] if secret else REDACTED
+        return out
+
+
+REDACTED = "********"
+
+
+def redact_secret(value: str) -> str:
+    """A secret URL as its scheme only (``tgram://…``); anything else as asterisks."""
+    scheme, sep, _rest = value.partition("://")
+    if sep and scheme.isalnum():
+        return f"{scheme}://…"
+    return REDACTED
 
 
 def lookup_key(name: str) -> Key:

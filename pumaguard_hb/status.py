@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, alerts
 from .icmp import IcmpMode
 from .probe import ProbeResult
 from .station import Station
@@ -66,7 +66,7 @@ def status(m: Monitor) -> dict[str, Any]:
             "sweeps": m.schedule.sweeps,
             "list_polls": m.schedule.polls,
             "writes": m.shared.writes,
-            "settings": m.settings.as_dict(),
+            "settings": m.settings.public_dict(),  # secrets redacted
         },
         "summary": {
             "total": len(cams),
@@ -74,8 +74,15 @@ def status(m: Monitor) -> dict[str, Any]:
             "disconnected": len(cams) - connected,
         },
         "cameras": _cameras(m),
+        "alerts": _alerts(m),
         "discovered": m.discoveries.info(m.settings.discovery_interval, m.settings.discovery_add),
     }
+
+
+def _alerts(m: Monitor) -> dict[str, Any] | None:
+    """Mail and Apprise alerts (docs/alerts.md); None where the daemon runs none."""
+    found = alerts.find(m)
+    return found.info() if found else None
 
 
 def _cameras(m: Monitor) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from harness import Daemon, camera, wait_for, write_settings
 from helpers_cli import PYTHONPATH, REPO, Listeners, clean_env, run_cli
+from rich.cells import cell_len
 from rich.console import Console
 
 sys.path.insert(0, str(REPO / "cli"))  # the CLI package, also where it is not installed
@@ -115,6 +116,23 @@ def test_wide_shows_every_column_uncut() -> None:
     assert columns(lines[0]) == [*STATUS_COLUMNS, "DETAIL"]
     assert all(DATE.search(line) for line in lines[2:])
     assert len(lines) == 5 and max(len(line) for line in lines) > 80
+
+
+def test_a_row_stays_one_line_whatever_the_text() -> None:
+    """Control characters (from a hostile daemon's reply) never break a row or reach the
+    terminal; wide characters count as the two cells they take."""
+    now = time.time()
+    rows = cams(now)
+    rows[0]["hostname"] = "Microseven-\x1b[2J\nGate\r"
+    rows[1]["hostname"] = "Microseven-北門-Gate"
+    rows[2]["reason"] = "line one\nline two"
+    table, _hidden = render.fitted_table(rows, now, None)
+    lines = rendered(table, 80)
+    assert len(lines) == 5 and "\x1b" not in "".join(lines)
+    assert columns(lines[2])[0] == "Microseven-\ufffd[2J\ufffdGate\ufffd"
+    assert "line one\ufffdline two" in lines[4]
+    widths = {cell_len(line) for line in lines}
+    assert len(widths) == 1  # every line as wide as the others, in cells
 
 
 def test_uptime_cell_says_how_much_was_observed() -> None:

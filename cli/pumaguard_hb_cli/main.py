@@ -680,6 +680,41 @@ def discover(add: bool, timeout: float, interface: str | None) -> int:
     return run_discover(add, timeout, interface, as_json(), ask)
 
 
+@cli.group(invoke_without_command=True)
+@common_options
+@click.pass_context
+def alert(ctx: click.Context) -> None:
+    """Alerts by mail and Apprise: send a test message.
+
+    \b
+    Example:
+      pumaguard-hb alert test
+    """
+    _help_without_command(ctx)
+
+
+@alert.command("test")
+@common_options
+def alert_test() -> int:
+    """Send a test message through every configured alert channel and show each result.
+
+    Exit status 0 when every channel delivered, 6 when one did not (or none is set up).
+
+    \b
+    Example:
+      pumaguard-hb alert test
+    """
+    result = ask("alert_test", timeout=300)
+    results: list[dict[str, Any]] = result.get("results") or []
+    if as_json():
+        emit_json(result)
+    else:
+        for r in results:
+            mark = "sent" if r.get("ok") else "FAILED"
+            click.echo(f"{r.get('channel', '?'):<8} {mark}: {r.get('detail', '')}")
+    return exits.OK if results and all(r.get("ok") for r in results) else exits.REJECTED
+
+
 # -- entry point ----------------------------------------------------------------------------
 
 

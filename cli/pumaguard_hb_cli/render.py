@@ -228,12 +228,12 @@ def _table_columns(cameras: list[dict[str, Any]], now: float, check: bool) -> di
     """Every column the table can show, in the order shown, as header → cells."""
     history = not check and any("uptime_24h" in c for c in cameras)
     cols: dict[str, list[Text]] = {
-        "NAME": [lit(c.get("hostname") or c.get("id") or "-") for c in cameras],
-        "IP": [lit(c.get("ip_address") or "-") for c in cameras],
-        "MAC": [lit(c.get("mac_address") or "-") for c in cameras],
-        "STATUS": [status_text(c.get("status")) for c in cameras],
-        "LAST SEEN": [lit(last_seen_ago(c.get("last_seen"), now)) for c in cameras],
-        "dates": [lit(last_seen(c.get("last_seen"), now)) for c in cameras],
+        "NAME": [lit(one_line(c.get("hostname") or c.get("id") or "-")) for c in cameras],
+        "IP": [lit(one_line(c.get("ip_address") or "-")) for c in cameras],
+        "MAC": [lit(one_line(c.get("mac_address") or "-")) for c in cameras],
+        "STATUS": [status_text(one_line(c.get("status") or "unknown")) for c in cameras],
+        "LAST SEEN": [lit(one_line(last_seen_ago(c.get("last_seen"), now))) for c in cameras],
+        "dates": [lit(one_line(last_seen(c.get("last_seen"), now))) for c in cameras],
         "RTT": [lit(rtt(c.get("rtt_ms"))) for c in cameras],
     }
     if not check:
@@ -242,8 +242,15 @@ def _table_columns(cameras: list[dict[str, Any]], now: float, check: bool) -> di
     if history:
         cols["UP 24H"] = [lit(uptime_cell(c, "24h")) for c in cameras]
         cols["UP 7D"] = [lit(uptime_cell(c, "7d")) for c in cameras]
-    cols["DETAIL"] = [lit(c.get("problem") or c.get("reason") or "", "dim") for c in cameras]
+    detail = [one_line(c.get("problem") or c.get("reason") or "") for c in cameras]
+    cols["DETAIL"] = [lit(d, "dim") for d in detail]
     return cols
+
+
+def one_line(value: Any) -> str:
+    """``value`` as text without control characters (a newline would break a row in two,
+    an escape sequence would reach the terminal): each one shown as ``\ufffd``."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in str(value))
 
 
 def _width(header: str, cells: list[Text]) -> int:
