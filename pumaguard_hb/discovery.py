@@ -21,6 +21,7 @@ import re
 import select
 import socket
 import struct
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -46,6 +47,7 @@ MAX_DATAGRAMS = 1024  # datagrams read per probe (the rest waits in the kernel, 
 MAX_DEVICES = 64  # devices kept per probe
 MAX_XADDRS = 4  # service URLs kept per device
 MAX_URL = 256  # characters of one URL or endpoint address
+WAIT_SLICE = 0.25  # seconds between looks at the cancel event while waiting for replies
 MAX_SCOPE = 64  # characters of a name, hardware or location (after decoding)
 
 SOAP = "http://www.w3.org/2003/05/soap-envelope"
@@ -314,10 +316,12 @@ def probe(
     timeout: float = DEFAULT_TIMEOUT,
     interface: str | None = None,
     group: tuple[str, int] = (GROUP, PORT),
+    cancel: threading.Event | None = None,
 ) -> list[Device]:
     """Send one Probe and return the ONVIF video devices that answered within ``timeout``,
     with the MAC from the kernel's neighbour table where it knows it. Blocking (the daemon
-    runs it in a thread); DiscoveryError when the probe cannot be sent."""
+    runs it in a thread and sets ``cancel`` to end it early, within WAIT_SLICE seconds);
+    DiscoveryError when the probe cannot be sent."""
     message_id = new_message_id()
     sock = _socket(interface)
     devices: dict[str, Device] = {}
@@ -331,13 +335,13 @@ def probe(
                 " (no route for multicast? name the camera network with --interface)"
             ) from None
         deadline = time.monotonic() + timeout
-        while seen < MAX_DATAGRAMS:
+        while seen < MAX_DATAGRAMS and not (cancel and cancel.is_set()):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            ready, _, _ = select.select([sock], [], [], left)
+            ready, _, _ = select.select([sock], [], [], min(left, WAIT_SLICE))
             if not ready:
-                break
+                continue
             try:
                 data, _anc, flags, source = sock.recvmsg(MAX_DATAGRAM + 1)
             except OSError:
@@ -433,13 +437,18 @@ async def run_periodic(monitor: Monitor) -> None:
             continue
         found.last_run = time.time()
         found.runs += 1
+        cancel = threading.Event()
         try:
-            devices = await asyncio.to_thread(probe, DEFAULT_TIMEOUT, s.discovery_interface or None)
+            devices = await asyncio.to_thread(
+                probe, DEFAULT_TIMEOUT, s.discovery_interface or None, (GROUP, PORT), cancel
+            )
         except DiscoveryError as err:
             if found.problem != str(err):
                 log.error("discovery: %s", err)
             found.problem = str(err)
             continue
+        finally:
+            cancel.set()  # a stop (cancellation) ends the thread at once, not after the timeout
         if found.problem:
             log.info("discovery works again")
         found.problem = ""

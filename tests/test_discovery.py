@@ -400,7 +400,11 @@ def test_periodic_discovery_reports_then_adds(lab: OnvifLab) -> None:
         assert daemon.call("status")["discovered"]["devices"] == []
         assert "added ONVIF device Creek-Cam" in daemon.log()
     finally:
-        daemon.stop()
+        assert daemon.stop() == 0, daemon.log()
+    daemon = _daemon(lab, settings, "stop")  # stopped while its first probe waits
+    daemon.wait_ready()
+    assert daemon.stop() == 0, daemon.log()
+    assert "failed" not in daemon.log()
 
 
 def test_discovery_settings_are_validated(tmp_path: Path) -> None:
