@@ -74,7 +74,6 @@ def status(m: Monitor) -> dict[str, Any]:
             "disconnected": len(cams) - connected,
         },
         "cameras": _cameras(m),
-        "discovered": m.discoveries.info(m.settings.discovery_interval, m.settings.discovery_add),
         "alerts": _alerts(m),
         "discovered": m.discoveries.info(m.settings.discovery_interval, m.settings.discovery_add),
     }

@@ -715,44 +715,6 @@ def alert_test() -> int:
     return exits.OK if results and all(r.get("ok") for r in results) else exits.REJECTED
 
 
-@cli.command()
-@click.option("--add", is_flag=True, help="Add the devices that are not known cameras yet.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.5, max=60),
-    default=3.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds to wait for answers.",
-)
-@click.option(
-    "--interface",
-    metavar="IF",
-    help="Probe on this network interface (or from this IPv4 address); "
-    "default: where the multicast route points.",
-)
-@common_options
-def discover(add: bool, timeout: float, interface: str | None) -> int:
-    """Find the ONVIF cameras on the camera network (WS-Discovery).
-
-    Sends one WS-Discovery Probe for ONVIF video devices to 239.255.255.250:3702
-    and lists every device that answers: its address, service URLs, the name,
-    hardware and location it announces, its MAC (when the kernel knows it) and
-    whether it is a known camera already. Nothing else is sent, nothing answered.
-    Works with the daemon down; --add adds the new ones through the daemon.
-    Exit status 0 also when nothing answers; 6 when --add could not add one.
-
-    \b
-    Example:
-      pumaguard-hb discover
-      pumaguard-hb discover --interface eth1 --timeout 5
-      pumaguard-hb discover --add
-    """
-    from .discover import run_discover  # docs/discovery.md
-
-    return run_discover(add, timeout, interface, as_json(), ask)
-
-
 # -- entry point ----------------------------------------------------------------------------
 
 
