@@ -283,6 +283,9 @@ def test_chain_station_agent_central_alertmanager_webhook(
     rules = yaml.safe_load(RULES.read_text())
     for rule in _alerts(rules):
         rule["for"] = "3s"
+        if rule["alert"] == "StationNotReporting":  # silent for 5 s instead of 5 min
+            assert rule["expr"].count("[5m]") == 1, rule["expr"]
+            rule["expr"] = rule["expr"].replace("[5m]", "[5s]")
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
     central = yaml.safe_load((SHIPPED / "central.yml").read_text())
     central["global"]["evaluation_interval"] = "1s"
@@ -397,6 +400,27 @@ def test_chain_station_agent_central_alertmanager_webhook(
             for a in hook.alerts()
             if a["labels"].get("alertname") != "CameraDown" or a["labels"]["camera"] != GATE_MAC
         ], hook.alerts()
+
+        # the station goes quiet (its agent stops, as when the link or its power is gone):
+        # no `up == 0` reaches the central Prometheus, the series stop -> StationNotReporting
+        agent_server = servers[-1]
+        agent_server.stop()
+        quiet = time.monotonic()
+
+        def station_silent() -> dict[str, Any] | None:
+            for s in servers[:-1]:
+                s.alive()
+            for a in hook.alerts():
+                if a["labels"].get("alertname") == "StationNotReporting":
+                    return a
+            return None
+
+        silent = wait_for(station_silent, timeout=WAIT, step=0.5)
+        print(f"StationNotReporting reached the webhook {time.monotonic() - quiet:.1f} s after")
+        assert silent["status"] == "firing"
+        assert silent["labels"]["station"] == STATION
+        assert silent["labels"]["severity"] == "critical"
+        assert STATION in silent["annotations"]["summary"]
     except BaseException:
         for s in servers:
             print(f"----- {s.name} (exit {s.proc.poll()})\n{s.log()}")
@@ -411,3 +435,43 @@ def test_chain_station_agent_central_alertmanager_webhook(
     for p in (am_port, central_port, agent_port):
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", p), timeout=1).close()
+
+
+# ------------------------------------------------------------------ the station label
+
+
+def test_station_setting_is_label_safe() -> None:
+    from pumaguard_hb.errors import SettingsError
+    from pumaguard_hb.settings import parse_settings
+
+    for good in ("north-gate", "Station_2.example.org", "a" * 63, "7"):
+        assert parse_settings({"camera-heartbeat-station": good}).station == good
+    assert parse_settings({}).station == ""
+    assert parse_settings({"camera_heartbeat_station": None}).station == ""
+    for bad in ('x",evil="1', "a\nb", "-lead", "a b", "a" * 64, "é", 7, ["x"], True):
+        with pytest.raises(SettingsError, match="camera-heartbeat-station"):
+            parse_settings({"camera-heartbeat-station": bad})
+
+
+def test_station_label_defaults_to_a_label_safe_host_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pumaguard_hb import metrics
+
+    status: dict[str, Any] = {"daemon": {"settings": {"camera_heartbeat_station": ""}}}
+    monkeypatch.setattr(socket, "gethostname", lambda: "pi-north")
+    assert 'pumaguard_heartbeat_build_info{version="",station="pi-north"} 1' in metrics.render(
+        status
+    )
+    monkeypatch.setattr(socket, "gethostname", lambda: 'bad host"\n{x}' + "y" * 100)
+    label = metrics.station_label("")
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,63}", label) and label.startswith("bad-host-")
+    monkeypatch.setattr(socket, "gethostname", lambda: "")
+    assert metrics.station_label(None) == "unknown"
+    status["daemon"]["settings"]["camera_heartbeat_station"] = "north-gate"
+    text = metrics.render(status)
+    assert all(
+        line.endswith(("} 0", "} 1")) and 'station="north-gate"}' in line
+        for line in text.splitlines()
+        if not line.startswith("#")
+    ), text
