@@ -68,6 +68,12 @@ WINDOWS = (
 )
 BAR = {UP: "#2e7d32", DOWN: "#c62828", UNKNOWN: "#9e9e9e"}  # timeline colours
 BADGE = {"connected": "#1b5e20", "disconnected": "#b71c1c", None: "#616161"}  # state now
+PROBLEMS = {
+    "settings_error": "settings error: running on the last good settings "
+    "(pumaguard-hb status tells why)",
+    "write_error": "the settings file cannot be written (pumaguard-hb status tells why)",
+    "icmp_problem": "ICMP is not permitted to the daemon (pumaguard-hb status tells why)",
+}
 _DROP = {"Cc", "Cf", "Cs", "Co", "Cn"}  # control, format (bidi marks), surrogates, unassigned
 
 
@@ -263,14 +269,15 @@ def render_page(
         facts.append(f"{method} every {clean(d.get('interval_s'), 20)}s")
     else:
         facts.append("monitoring disabled")
-    problems = [
-        clean(d.get(k))
-        for k in ("settings_error", "write_error", "icmp_problem")
-        if d.get(k) and isinstance(d.get(k), str)
-    ]
+    # any local user may read the listener: the settings' own errors (which quote the bad
+    # value, perhaps of a secret) are named only; `pumaguard-hb status` tells group members
+    problems = [text for key, text in PROBLEMS.items() if d.get(key)]
+    webui = d.get("webui")
+    if isinstance(webui, Mapping) and webui.get("problem"):
+        problems.append("the PumaGuard web UI is not answering (pumaguard-hb status tells why)")
     hist = d.get("history")
     if isinstance(hist, Mapping) and not hist.get("available"):
-        problems.append(clean(hist.get("problem") or "history unavailable") + " (timelines grey)")
+        problems.append("history unavailable: timelines are grey (pumaguard-hb status tells why)")
     title = f"{connected}/{len(cams)} cameras connected"
     body = [
         "<!DOCTYPE html>",
@@ -346,7 +353,8 @@ class StatusPage:
                 else {"available": False, "problem": "history not configured"}
             )
             ids = [str(c["id"]) for c in result["cameras"]]
-            station = str(result["daemon"].get("station") or socket.gethostname())
+            label = (result["daemon"].get("settings") or {}).get("camera_heartbeat_station")
+            station = label if isinstance(label, str) and label else socket.gethostname()
             self._building = asyncio.ensure_future(
                 asyncio.to_thread(self._build, result, hist, ids, now, station)
             )

@@ -9,6 +9,7 @@ test_docs_screenshot checks that the docs show a real one."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import json
@@ -32,7 +33,16 @@ from harness import REPO, Daemon, camera, wait_for, write_settings
 from netlab import Lab, lab_fixture, requires_root_netns, run_in_netns
 
 from pumaguard_hb.history import DAY, WEEK, Segment, segments
-from pumaguard_hb.page import BADGE, BAR, WINDOWS, bins, clean, refresh_seconds, render_page
+from pumaguard_hb.page import (
+    BADGE,
+    BAR,
+    WINDOWS,
+    StatusPage,
+    bins,
+    clean,
+    refresh_seconds,
+    render_page,
+)
 
 H = 3600.0
 DOCS_PNG = REPO / "docs" / "status-page.png"
@@ -212,6 +222,46 @@ def test_hostile_text_is_escaped_and_bounded() -> None:
     assert "A" * 25 not in page and "A" * 24 + "…" in page  # a huge name is cut at 64
     assert len(page) < 12000
     assert clean("a\x00b\x1bc\nd") == "abc d"
+
+
+def test_problems_are_named_never_quoted() -> None:
+    # any local user may read the listener: a settings error quoting a secret stays out
+    st = status([])
+    st["daemon"]["settings_error"] = "camera_heartbeat_webhooks: bad URL https://x/hook?k=s3cret"
+    st["daemon"]["webui"] = {"problem": "http://u:pw@127.0.0.1:5000 refused"}
+    st["daemon"]["history"] = {"available": False, "problem": "cannot use /var/lib/x"}
+    page = render_page(st, {}, NOW)
+    assert "s3cret" not in page and "pw@" not in page and "/var/lib/x" not in page
+    assert "settings error: running on the last good settings" in page
+    assert "web UI is not answering" in page and "history unavailable" in page
+
+
+class FakeMonitor:
+    """What StatusPage reads of a monitor: status() and history."""
+
+    history = None
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def status(self) -> dict[str, Any]:
+        self.calls += 1
+        return status([cam("aa:01", f"Gate-{self.calls}")])
+
+
+def test_status_page_shares_one_build_and_reuses_it_briefly() -> None:
+    monitor = FakeMonitor()
+    page = StatusPage(monitor)  # type: ignore[arg-type]
+
+    async def go() -> tuple[list[str], str]:
+        first = await asyncio.gather(*(page() for _ in range(5)))
+        await asyncio.sleep(page.MAX_AGE + 0.2)
+        return first, await page()
+
+    first, later = asyncio.run(go())
+    assert all("Gate-1" in p for p in first) and monitor.calls == 2
+    assert "Gate-2" in later
+    assert "nothing observed in 24 h" in later  # no history: grey, honest
 
 
 def test_page_head_refresh_viewport_and_no_script() -> None:
