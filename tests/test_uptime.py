@@ -404,3 +404,14 @@ def test_uptime_piped_json_and_errors(station: Any) -> None:
     assert done.returncode == 5 and "no camera matches" in done.stderr
     done = run_cli("uptime", "--window", "1y", env=env)
     assert done.returncode == 2 and "--window" in done.stderr
+
+
+def test_uptime_without_a_usable_history_says_so(tmp_path: Path, daemon_factory: Any) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    d: Daemon = daemon_factory()
+    write_settings(d.settings, {"camera-heartbeat-interval": 3600, "cameras": []})
+    d.start(args=["--state-dir", str(blocker / "state")])
+    done = run_cli("uptime", env=clean_env(PUMAGUARD_HB_SOCKET=str(d.socket)))
+    assert done.returncode == 6 and "history unavailable" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
