@@ -10,7 +10,7 @@ and the history's in-memory index; no file is read), building off the event loop
 Everything that comes from outside (hostnames from DHCP, reasons, settings, paths)
 is cleaned (control and bidi-override characters dropped, length capped) and
 HTML-escaped. Each timeline is drawn in a fixed number of bins, so a flapping
-camera costs at most one rect per bin: the page stays bounded however many changes
+camera costs at most one box per bin: the page stays bounded however many changes
 there were. A bin holding any down time is drawn down (a short outage is never
 hidden); otherwise it takes the state that filled most of it.
 """
@@ -112,8 +112,11 @@ def duration(seconds: float) -> str:
 
 
 def utc(at: float) -> str:
-    """``2026-11-27 03:36 UTC``."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """``2026-11-27 03:36 UTC`` (``?`` for a time no calendar holds)."""
+    try:
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def percent(value: float) -> str:

@@ -222,6 +222,11 @@ def test_hostile_text_is_escaped_and_bounded() -> None:
     assert "A" * 25 not in page and "A" * 24 + "…" in page  # a huge name is cut at 64
     assert len(page) < 12000
     assert clean("a\x00b\x1bc\nd") == "abc d"
+    # times no calendar holds (a hostile settings file's last_seen, a broken clock)
+    odd = render_page(
+        status([cam("aa:02", "x", since=1e300, last_seen="9999-12-31T23:59:59Z")]), {}, NOW
+    )
+    assert "since ?" in odd and "last seen 0s ago (9999-12-31 23:59 UTC)" in odd
 
 
 def test_problems_are_named_never_quoted() -> None:
