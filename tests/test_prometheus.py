@@ -232,13 +232,35 @@ def alertmanager_command(alertmanager: str, folder: Path) -> list[str]:
     if DEBIAN_TEMPLATE.exists():
         return [alertmanager]
     add = folder / "usr-share" / "prometheus" / "alertmanager"
-    add.mkdir(parents=True)
+    add.mkdir(parents=True, exist_ok=True)
     for name in ("default.tmpl", "email.tmpl"):  # what 0.25 parses at start
-        (add / name).write_text(f'{{{{ define "__stand_in_{name[:-5]}" }}}}{name}{{{{ end }}}}\n')
+        stand_in(add / name)
     unshare = shutil.which("unshare")
     assert unshare, "unshare (util-linux) is needed to run Debian's alertmanager binary alone"
     mount = f"mount -t overlay overlay -o ro,lowerdir={folder / 'usr-share'}:/usr/share /usr/share"
     return [unshare, "--mount", "sh", "-c", mount + ' && exec "$@"', "sh", alertmanager]
+
+
+def stand_in(path: Path) -> None:
+    path.write_text(f'{{{{ define "__stand_in_{path.stem}" }}}}{path.name}{{{{ end }}}}\n')
+
+
+MISSING_TEMPLATE = re.compile(r"open /usr/share/prometheus/alertmanager/([\w.-]+\.tmpl): no such")
+
+
+def start_alertmanager(alertmanager: str, folder: Path, port: int, args: list[str]) -> Server:
+    """Alertmanager, ready on ``port``; a template another release of Debian's package
+    wants besides those of :func:`alertmanager_command` gets a stand-in too (bounded)."""
+    for _ in range(5):
+        server = Server(
+            "alertmanager", [*alertmanager_command(alertmanager, folder), *args], folder
+        )
+        wait_for(lambda s=server: s.proc.poll() is not None or ready(port), timeout=WAIT, step=0.5)
+        missing = MISSING_TEMPLATE.search(server.log()) if server.proc.poll() is not None else None
+        if missing is None or DEBIAN_TEMPLATE.exists():
+            break
+        stand_in(folder / "usr-share" / "prometheus" / "alertmanager" / missing.group(1))
+    return server
 
 
 def test_chain_station_agent_central_alertmanager_webhook(
@@ -310,16 +332,16 @@ def test_chain_station_agent_central_alertmanager_webhook(
     servers: list[Server] = []
     try:
         servers.append(
-            Server(
-                "alertmanager",
+            start_alertmanager(
+                alertmanager,
+                tmp_path,
+                am_port,
                 [
-                    *alertmanager_command(alertmanager, tmp_path),
                     f"--config.file={tmp_path / 'alertmanager.yml'}",
                     f"--storage.path={tmp_path / 'am'}",
                     f"--web.listen-address=127.0.0.1:{am_port}",
                     "--cluster.listen-address=",  # no gossip port
                 ],
-                tmp_path,
             )
         )
         servers.append(
