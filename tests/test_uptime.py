@@ -23,8 +23,10 @@ import pytest
 from harness import Daemon, Listeners, camera, wait_for, write_settings
 from helpers_cli import PYTHONPATH, clean_env, run_cli
 
+from pumaguard_hb.client import Client
 from pumaguard_hb.events import StateChange
 from pumaguard_hb.history import DAY, WEEK, History, Segment, coverage, segments, slots
+from pumaguard_hb.protocol import ProtocolError
 
 H = 3600.0
 REPO = Path(__file__).resolve().parent.parent
@@ -297,6 +299,25 @@ def test_timeline_command_bounds_and_answers(station: Any) -> None:
             d.call("timeline", bad)
     with pytest.raises(Exception, match="no camera matches"):
         d.call("timeline", {"cameras": ["nope"]})
+    hostile: list[Any] = [
+        {"window": None},
+        {"window": ["24h"]},
+        {"window": "24H"},
+        {"slots": 80.0},
+        {"slots": 10**100},
+        {"slots": -1},
+        {"slots": "80"},
+        {"cameras": [1]},
+        {"cameras": [["Microseven-Gate"]]},
+        {"cameras": {"Microseven-Gate": 1}},
+        {"cameras": ["Microseven-Gate"] * 1025},
+    ]
+    for args in hostile:  # a user's mistake, named: never an internal error
+        with Client(d.socket, timeout=30) as client:
+            with pytest.raises(ProtocolError) as err:
+                client.call("timeline", args)
+            assert err.value.code == "bad_args", (args, err.value)
+            assert client.call("ping") == "pong"  # the connection goes on
 
 
 def run_in_pty(args: list[str], columns: int, env: dict[str, str]) -> str:
