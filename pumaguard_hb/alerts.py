@@ -280,7 +280,8 @@ class Alerts:
 
     @property
     def station(self) -> str:
-        return self.settings().alert_station or self.host
+        s = self.settings()
+        return s.alert_station or s.station or self.host  # station: the metrics' label
 
     def enabled(self, s: Settings) -> list[str]:
         """The configured channels."""

@@ -171,6 +171,14 @@ def check_text(key: str, value: Any) -> str:
     return value.strip()
 
 
+def check_password(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value.isprintable() or len(value) > 1000:
+        raise InvalidValue(key, "…", "must be one line of printable text (empty for none)")
+    return value  # as given: spaces may belong to it; never echoed in an error
+
+
 def check_host(key: str, value: Any) -> str:
     text = check_text(key, value)
     if any(ch.isspace() or ch in "/@?#" for ch in text):
@@ -228,7 +236,7 @@ def check_apprise_urls(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(
         isinstance(u, str) and "://" in u and u.isprintable() and " " not in u for u in value
     ):
-        raise InvalidValue(key, value, "must be a list of Apprise URLs such as tgram://TOKEN/CHAT")
+        raise InvalidValue(key, "…", "must be a list of Apprise URLs such as tgram://TOKEN/CHAT")
     return tuple(value)
 
 
@@ -480,7 +488,7 @@ KEYS: tuple[Key, ...] = (
         "camera_heartbeat_smtp_password",
         "smtp_password",
         "",
-        check_text,
+        check_password,
         "password of smtp_user",
         privileged=True,
         secret=True,

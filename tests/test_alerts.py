@@ -8,8 +8,10 @@ import email
 import email.policy
 import json
 import os
+import shutil
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +23,15 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from harness import camera, free_port, wait_for, write_settings
-from helpers_cli import Listeners, clean_env, run_cli
+from harness import Daemon, camera, free_port, wait_for, write_settings
+from helpers_cli import (
+    Listeners,
+    as_user,
+    clean_env,
+    run_cli,
+    temp_accounts,
+    unprivileged_python,
+)
 
 from pumaguard_hb import mail
 from pumaguard_hb.alerts import Entry, clean, compose
@@ -478,3 +487,50 @@ def test_alert_test_command_reports_each_channel(
     results = json.loads(as_json.stdout)["results"]
     assert [r["channel"] for r in results] == ["mail", "apprise"]
     assert d.stop() == 0
+
+
+def test_secrets_are_root_only_and_never_shown() -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or shutil.which("useradd") is None:
+        pytest.skip("needs root, setpriv and useradd to run the CLI as a group member")
+    folder = Path(tempfile.mkdtemp(prefix="phb-alerts-"))
+    folder.chmod(0o755)
+    try:
+        with temp_accounts() as accounts:
+            group = accounts.group("a")
+            member = accounts.user("am", groups=[group.gr_name])
+            d = Daemon(folder)
+            write_settings(d.settings, {
+                "camera-heartbeat-interval": 3600,
+                "camera_heartbeat_apprise_urls": ["tgram://123456:SECRETTOKEN/789"],
+                "cameras": [],
+            })  # fmt: skip
+            d.start(prefix=["setpriv", f"--regid={group.gr_gid}", "--clear-groups"])
+            python = unprivileged_python(as_user(member))
+            if python is None:
+                pytest.skip("no python3 with click and rich that an unprivileged user can run")
+            env = clean_env(PUMAGUARD_HB_SOCKET=str(d.socket))
+            mine = as_user(member, init_groups=True)
+            shown = run_cli("--json", "config", "get", env=env, prefix=mine, python=python)
+            assert shown.returncode == 0, shown.stderr
+            values = json.loads(shown.stdout)["settings"]
+            assert values["camera_heartbeat_apprise_urls"] == ["tgram://…"]
+            denied = run_cli("config", "set", "camera_heartbeat_smtp_password", "x",
+                             env=env, prefix=mine, python=python)  # fmt: skip
+            assert denied.returncode == 4, denied.stderr
+            ok = run_cli("--json", "config", "set", "camera_heartbeat_smtp_password",
+                         "hunter2-pw", env=env)  # fmt: skip
+            assert ok.returncode == 0, ok.stderr
+            assert json.loads(ok.stdout)["value"] == "********"
+            root = json.loads(run_cli("--json", "config", "get", env=env).stdout)["settings"]
+            assert root["camera_heartbeat_smtp_password"] == "hunter2-pw"  # root may see it
+            member_view = run_cli("--json", "status", env=env, prefix=mine, python=python)
+            assert (
+                "hunter2-pw" not in member_view.stdout and "SECRETTOKEN" not in member_view.stdout
+            )
+            again = run_cli("--json", "config", "get", env=env, prefix=mine, python=python)
+            assert "hunter2-pw" not in again.stdout and "SECRETTOKEN" not in again.stdout
+            assert d.stop() == 0
+            assert "hunter2-pw" not in d.log() and "SECRETTOKEN" not in d.log()
+            assert "camera_heartbeat_smtp_password" in d.log()  # the change is logged, redacted
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
