@@ -237,7 +237,13 @@ def alertmanager_command(alertmanager: str, folder: Path) -> list[str]:
         stand_in(add / name)
     unshare = shutil.which("unshare")
     assert unshare, "unshare (util-linux) is needed to run Debian's alertmanager binary alone"
-    mount = f"mount -t overlay overlay -o ro,lowerdir={folder / 'usr-share'}:/usr/share /usr/share"
+    share = folder / "usr-share"
+    # an overlay keeps the rest of /usr/share; where overlayfs is not allowed, /usr/share is
+    # only the stand-ins (Alertmanager with a webhook receiver reads nothing else there)
+    mount = (
+        f"{{ mount -t overlay overlay -o ro,lowerdir={share}:/usr/share /usr/share"
+        f" || mount --bind {share} /usr/share; }}"
+    )
     return [unshare, "--mount", "sh", "-c", mount + ' && exec "$@"', "sh", alertmanager]
 
 
