@@ -76,6 +76,11 @@ class _Sweep:
     planned: float | None = None  # a scheduled sweep: the (monotonic) time it was due
 
 
+def sweep_ids(targets: list[Target]) -> frozenset[str]:
+    """The ids of the cameras of ``targets``."""
+    return frozenset(t.id for t in targets)
+
+
 def _covers(sweep: _Sweep, wanted: frozenset[str]) -> bool:
     if sweep.fixed is not None:
         return wanted <= sweep.fixed
@@ -209,7 +214,8 @@ class Schedule:
                 for cid in [c for c in self._checked if c not in known]:
                     del self._checked[cid]  # gone: due at once should it come back
                 targets = self._gather(everything, time.monotonic())
-                sweep.ids = frozenset(t.id for t in targets)
+                # all due: a report like check_now's of everything (cameras not probed too)
+                sweep.ids = None if len(targets) == len(everything) else sweep_ids(targets)
                 if everything and not targets:  # the list was due, no camera is
                     sweep.fixed = frozenset()
                     sweep.probing = False
