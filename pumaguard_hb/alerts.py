@@ -401,6 +401,8 @@ class Alerts:
                 return
             channel.sent += 1
             channel.last_sent = time.time()
+            if channel.name == "apprise":
+                self.apprise_problem = None  # installed since the daemon looked
             if channel.problem is not None:
                 log.info("alerts by %s work again (%s)", channel.name, where)
                 channel.problem = None
