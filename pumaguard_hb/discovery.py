@@ -43,6 +43,7 @@ PORT = 3702
 DEFAULT_TIMEOUT = 3.0  # seconds to collect replies (WS-Discovery: devices wait up to 0.5 s)
 MAX_DATAGRAM = 32 * 1024  # bytes; a real ProbeMatches is 1-4 KiB: larger ones are dropped
 MAX_TOTAL = 4 * 1024 * 1024  # bytes parsed per probe; beyond that, replies are dropped unread
+RECEIVE_BUFFER = 1024 * 1024  # bytes of socket buffer asked for
 MAX_DATAGRAMS = 1024  # datagrams read per probe (the rest waits in the kernel, then dies)
 MAX_DEVICES = 64  # devices kept per probe
 MAX_XADDRS = 4  # service URLs kept per device
@@ -281,6 +282,8 @@ def _socket(interface: str | None) -> socket.socket:
     try:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        # room for a burst of replies (the kernel caps it at net.core.rmem_max)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         bind = "0.0.0.0"
         if interface:
             try:

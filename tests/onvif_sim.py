@@ -143,11 +143,15 @@ def respond(args: argparse.Namespace) -> None:
         log.write(json.dumps({"from": list(src), "len": len(data), "data": data.hex()}) + "\n")
         if mid is None or b"Probe>" not in data or b"ProbeMatches" in data:
             continue
-        for reply in replies(args.mode, mid, args.ip, args.name, replay):
-            with contextlib.suppress(OSError):
-                out.sendto(reply, src)
-            if args.mode == "flood":
-                time.sleep(0.002)
+        if args.mode == "flood":
+            time.sleep(0.2)  # within the 0.5 s a device may wait (WS-Discovery APP_MAX_DELAY)
+        for _ in range(2 if args.mode == "camera" else 1):  # SOAP-over-UDP: unicast sent twice
+            for reply in replies(args.mode, mid, args.ip, args.name, replay):
+                with contextlib.suppress(OSError):
+                    out.sendto(reply, src)
+                if args.mode == "flood":
+                    time.sleep(0.02)  # paced: 1.1 MB in about 0.4 s
+            time.sleep(0.1)
 
 
 # -- the lab ---------------------------------------------------------------------------------
