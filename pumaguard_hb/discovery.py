@@ -248,8 +248,10 @@ def parse_reply(data: bytes, message_id: str, source_ip: str) -> list[Device]:
 # -- the kernel's neighbour table ----------------------------------------------------------
 
 
-def neighbour_macs(path: Path = Path("/proc/net/arp")) -> dict[str, str]:
-    """IPv4 address → MAC of the complete entries of the kernel's ARP table."""
+def neighbour_macs(path: Path = Path("/proc/self/net/arp")) -> dict[str, str]:
+    """IPv4 address → MAC of the complete entries of the kernel's ARP table (this process's
+    network namespace; /proc/self/net, not /proc/net, is what the unit's ProcSubset=pid
+    leaves visible)."""
     macs: dict[str, str] = {}
     try:
         lines = path.read_text(errors="replace").splitlines()[1:]
