@@ -38,6 +38,9 @@ from pumaguard_hb.alerts import Entry, clean, compose
 from pumaguard_hb.events import StateChange
 from pumaguard_hb.settings import Settings
 
+# the test servers require AUTH over plain connections on purpose (loopback, plain mode)
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
 USER, PASSWORD = "station", "s3cret-pass"
 FROM, TO = "hb@station.test", "admin@example.test"
 
@@ -50,7 +53,9 @@ class Smtp:
     ``security``: "none" (plain, auth allowed without TLS), "starttls" (required before
     AUTH and MAIL) or "tls" (implicit TLS)."""
 
-    def __init__(self, security: str, cert: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self, security: str, cert: tuple[Path, Path] | None = None, port: int = 0, auth: bool = True
+    ) -> None:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.logins: list[str] = []
@@ -77,7 +82,7 @@ class Smtp:
             if ok:
                 with outer.lock:
                     outer.logins.append(mechanism)
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # aiosmtpd answers 535 itself
 
         ctx = None
         if cert is not None:
@@ -85,12 +90,12 @@ class Smtp:
             ctx.load_cert_chain(str(cert[0]), str(cert[1]))
         kw: dict[str, Any] = {
             "authenticator": authenticator,
-            "auth_required": True,
+            "auth_required": auth,
             "auth_require_tls": security == "starttls",  # implicit TLS is not seen as TLS
         }
         if security == "starttls":
             kw.update(tls_context=ctx, require_starttls=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(
             Handler(),
             hostname="127.0.0.1",
@@ -370,9 +375,30 @@ def test_smtp_down_probing_goes_on_failure_logged_once(
     log = d.log()
     assert log.count("alerts by mail") == 1, log  # one warning for the outage
     assert "logged once until it works again" in log
+
+    server = Smtp("none", port=dead, auth=False)  # the mail server is back
+    try:
+        cams.open(ips[0], port)
+        (msg,) = wait_for(server.got, 40)
+        assert msg["Subject"] == "[Creek station] 1 camera back: Microseven-A"
+        mail_status = d.call("status")["alerts"]["mail"]
+        assert mail_status["problem"] is None and mail_status["sent"] == 1
+        assert "alerts by mail work again" in d.log()
+    finally:
+        server.stop()
     started = time.monotonic()
     assert d.stop() == 0
     assert time.monotonic() - started < 5  # bounded, not a performance figure
+
+
+def test_login_refused_is_not_retried(smtp_starttls: Smtp, cert: tuple[Path, Path]) -> None:
+    keys = mail_keys(smtp_starttls, "starttls", cert[0], camera_heartbeat_smtp_password="wrong")
+    cfg = mail.config(Settings(**{k.removeprefix("camera_heartbeat_"): v for k, v in keys.items()}))
+    assert cfg is not None
+    with pytest.raises(mail.MailError, match="login refused: 535") as caught:
+        mail.send(cfg, mail.build(cfg, "x", "y"))
+    assert not caught.value.retry and "wrong" not in str(caught.value)
+    assert smtp_starttls.got() == []
 
 
 def test_apprise_json_and_mailto(
