@@ -432,3 +432,37 @@ def test_discovery_settings_are_validated(tmp_path: Path) -> None:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.netns
+@needs_netns
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare missing")
+def test_mac_is_found_under_the_units_proc_subset_pid(lab: OnvifLab) -> None:
+    """The unit's ProcSubset=pid hides /proc/net; the neighbour table is still read."""
+    gate = lab.responder("camera", name="Gate-Cam")
+    script = (
+        "mount -t proc -o subset=pid,hidepid=invisible proc /proc && test ! -e /proc/net/arp"
+        f' && exec "$0" -m pumaguard_hb_cli.main discover --json --timeout 2'
+        f" --socket {lab.tmp / 'none.sock'}"
+    )
+    r = subprocess.run(
+        [
+            *_in(lab.station),
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            sys.executable,
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert r.returncode == 0, r.stderr
+    (dev,) = json.loads(r.stdout)["devices"]
+    assert (dev["ip_address"], dev["mac_address"]) == (gate.ip, gate.mac)
