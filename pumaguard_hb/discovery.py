@@ -478,6 +478,17 @@ async def run_periodic(monitor: Monitor) -> None:
 
 async def _add(monitor: Monitor, dev: Device, first: bool) -> bool:
     """Add ``dev`` as a camera; False (said once per device) when the daemon refuses it."""
+    from .station import MAX_LEARNED
+
+    if len(monitor.station) >= MAX_LEARNED:  # a hostile network must not grow the list forever
+        if first:
+            log.warning(
+                "discovery: not adding %s at %s: the station has %d cameras already",
+                dev.name,
+                dev.ip_address,
+                MAX_LEARNED,
+            )
+        return False
     try:
         cam = await monitor.add_camera(hostname_for(dev), dev.ip_address, dev.mac_address or None)
     except HeartbeatError as err:
