@@ -88,14 +88,12 @@ def compose(
 ) -> Message:
     """The one message for a window's changes: subject ``[station] 3 cameras down, 1 back``."""
     latest: dict[str, Entry] = {}
-    bounced: set[str] = set()
     first_old: dict[str, str | None] = {}
     for e in entries:
-        cid = e.change.camera_id
-        first_old.setdefault(cid, e.change.old)
-        latest[cid] = e
-        if cid in bounced or (first_old[cid] is not None and first_old[cid] == e.change.new):
-            bounced.add(cid)
+        first_old.setdefault(e.change.camera_id, e.change.old)
+        latest[e.change.camera_id] = e
+    # back where it was when the window opened: it went down (or up) and back
+    bounced = {c for c, e in latest.items() if first_old[c] == e.change.new}
     down = [e for c, e in latest.items() if e.change.new != CONNECTED and c not in bounced]
     back = [e for c, e in latest.items() if e.change.new == CONNECTED and c not in bounced]
     flapped = [e for c, e in latest.items() if c in bounced]

@@ -256,9 +256,14 @@ def test_compose_groups_a_burst_into_one_message() -> None:
     entries.append(Entry(change("m9", "disconnected", "connected", t), 300.0))
     entries += [Entry(change("m5", "connected", "disconnected", t), 10.0),
                 Entry(change("m5", "disconnected", "connected", t + 1), 1.0)]  # fmt: skip
+    entries += [  # down, back and down again: down
+        Entry(change("m7", "connected", "disconnected", t), None),
+        Entry(change("m7", "disconnected", "connected", t + 1), 1.0),
+        Entry(change("m7", "connected", "disconnected", t + 2), 1.0),
+    ]
     msg = compose(entries, "Creek", "pi-creek", (8, 11))
-    assert msg.subject == "[Creek] 3 cameras down, 1 back, 1 down and back"
-    assert "Down (3):" in msg.body and "Back (1):" in msg.body and "Down and back (1):" in msg.body
+    assert msg.subject == "[Creek] 4 cameras down, 1 back, 1 down and back"
+    assert "Down (4):" in msg.body and "Back (1):" in msg.body and "Down and back (1):" in msg.body
     assert "after 1h 0m connected" in msg.body and "after 5m 0s disconnected" in msg.body
     assert "why: tcp 192.168.52.1:80 refused (tcp)" in msg.body
     assert "Now 8 of 11 cameras are connected." in msg.body
