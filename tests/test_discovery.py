@@ -6,7 +6,10 @@ Multicast never leaves the test's namespaces."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import resource
+import select
 import shutil
 import socket
 import struct
@@ -297,6 +300,46 @@ def test_silent_network_lists_nothing(lab: OnvifLab) -> None:
     )
     assert r.returncode == 0
     assert "no ONVIF device answered within 1s" in r.stdout
+    assert r.stderr == ""  # no progress line into a pipe
+    # on a terminal: a progress line on stderr while it waits
+    main, sub = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [
+                *_in(lab.station),
+                sys.executable,
+                "-m",
+                "pumaguard_hb_cli.main",
+                "discover",
+                "--timeout",
+                "1",
+                "--socket",
+                str(lab.tmp / "none.sock"),
+            ],
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=sub,
+            timeout=60,
+            cwd="/",
+        )
+        os.close(sub)
+        sub = -1
+        seen = b""
+        while select.select([main], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if sub != -1:
+            os.close(sub)
+        os.close(main)
+    assert proc.returncode == 0
+    assert b"probing for ONVIF cameras (1s)" in seen
+    assert b"no ONVIF device answered" in proc.stdout
     r = run_cli(
         "discover",
         "--timeout",
@@ -380,6 +423,10 @@ def test_periodic_discovery_reports_then_adds(lab: OnvifLab) -> None:
             creek.mac,
         )
         assert daemon.call("status")["cameras"] == []  # only reported
+        shown = run_cli("status", "--socket", str(daemon.socket))
+        assert shown.returncode == 0, shown.stderr
+        line = next(x for x in shown.stdout.splitlines() if x.startswith("discovery"))
+        assert f"every 60s; 1 ONVIF devices not cameras: {creek.ip} (Creek-Cam)" in line
         assert daemon.log().count("new ONVIF device") == 1
         assert len(creek.received()) == 1
     finally:

@@ -447,6 +447,11 @@ def status_view(
     connected = summary.get("connected", 0)
     style = "green" if connected == total else "red"
     _line(console, "cameras", Text(f"{connected}/{total} connected", style=style))
+    found = result.get("discovered")
+    if isinstance(found, dict) and found.get("interval_s"):  # periodic ONVIF discovery is on
+        from .discover import discovery_summary
+
+        _line(console, "discovery", discovery_summary(found))
     cameras = result.get("cameras") or []
     if cameras:
         console.print()
