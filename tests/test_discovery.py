@@ -513,3 +513,22 @@ def test_mac_is_found_under_the_units_proc_subset_pid(lab: OnvifLab) -> None:
     assert r.returncode == 0, r.stderr
     (dev,) = json.loads(r.stdout)["devices"]
     assert (dev["ip_address"], dev["mac_address"]) == (gate.ip, gate.mac)
+
+
+@pytest.mark.netns
+@needs_netns
+def test_interface_by_name_or_address(lab: OnvifLab) -> None:
+    gate = lab.responder("camera", name="Gate-Cam")
+    _ip_in(lab.station, "route", "del", "224.0.0.0/4")  # no multicast route: name the network
+    _ip_in(lab.station, "route", "add", "default", "dev", "lo")  # elsewhere, not the cameras
+    status, result, err = discover(lab, timeout=1)
+    assert (status, result["devices"]) == (0, []), err  # the probe went the wrong way
+    for interface in ("br0", lab.station_ip):
+        status, result, err = discover(lab, "--interface", interface, timeout=2)
+        assert status == 0, err
+        assert [d["ip_address"] for d in result["devices"]] == [gate.ip], interface
+        assert result["interface"] == interface
+
+
+def _ip_in(ns: str, *args: str) -> None:
+    subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True, timeout=20)
