@@ -18,7 +18,6 @@ import io
 import ipaddress
 import logging
 import re
-import select
 import socket
 import struct
 import threading
@@ -344,12 +343,14 @@ def probe(
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            ready, _, _ = select.select([sock], [], [], min(left, WAIT_SLICE))
-            if not ready:
-                continue
+            # a timeout, not select(): the daemon's descriptors may be past FD_SETSIZE
+            sock.settimeout(min(left, WAIT_SLICE))
             try:
                 data, _anc, flags, source = sock.recvmsg(MAX_DATAGRAM + 1)
-            except OSError:
+            except TimeoutError:
+                continue
+            except OSError:  # e.g. an ICMP error queued on the socket: counted, so bounded
+                seen += 1
                 continue
             seen += 1
             if len(data) > MAX_DATAGRAM or flags & socket.MSG_TRUNC or total >= MAX_TOTAL:
