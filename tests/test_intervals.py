@@ -235,3 +235,27 @@ def test_webui_mode_overrides_by_mac_and_the_list_is_not_hammered(
     assert 1 <= polls <= WINDOW / 5 + 2, polls  # at most one poll of the web UI per 5 s
     wait_for(lambda: all(c["status"] == "connected" for c in webui.cameras()), timeout=30)
     assert d.stop() == 0
+
+
+def test_an_edited_interval_is_replanned_without_a_restart(
+    tmp_path: Path, counters: Callable[[str], Counter]
+) -> None:
+    fast = counters(FAST[1])
+    d = Daemon(tmp_path)
+    doc = {
+        "camera-heartbeat-interval": 3600,
+        "camera-heartbeat-tcp-timeout": 1,
+        "cameras": [camera(*FAST, heartbeat_interval=3600, heartbeat_port=fast.port)],
+    }
+    write_settings(d.settings, doc)
+    d.start()
+    wait_for(lambda: fast.count >= 1, timeout=20)
+    assert by_mac(d.call("status"))[FAST[2]]["next_check_in_s"] > 3000
+    written = yaml.safe_load(d.settings.read_text())  # with the daemon's status in it
+    written["cameras"][0]["heartbeat_interval"] = 1
+    write_settings(d.settings, written)  # noticed by the file watch (2 s)
+    mark = fast.count
+    wait_for(lambda: fast.count >= mark + 3, timeout=30)
+    cam = by_mac(d.call("status"))[FAST[2]]
+    assert cam["interval_s"] == 1 and cam["next_check_in_s"] <= 1
+    assert d.stop() == 0
