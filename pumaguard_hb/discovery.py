@@ -43,6 +43,7 @@ DEFAULT_TIMEOUT = 3.0  # seconds to collect replies (WS-Discovery: devices wait 
 MAX_DATAGRAM = 32 * 1024  # bytes; a real ProbeMatches is 1-4 KiB: larger ones are dropped
 MAX_TOTAL = 4 * 1024 * 1024  # bytes parsed per probe; beyond that, replies are dropped unread
 RECEIVE_BUFFER = 1024 * 1024  # bytes of socket buffer asked for
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux (asm-generic, mips, ppc): 33
 MAX_DATAGRAMS = 1024  # datagrams read per probe (the rest waits in the kernel, then dies)
 MAX_DEVICES = 64  # devices kept per probe
 MAX_XADDRS = 4  # service URLs kept per device
@@ -283,8 +284,11 @@ def _socket(interface: str | None) -> socket.socket:
     try:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-        # room for a burst of replies (the kernel caps it at net.core.rmem_max)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        # room for a burst of replies: past net.core.rmem_max where allowed (CAP_NET_ADMIN)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         bind = "0.0.0.0"
         if interface:
             try:
@@ -341,13 +345,14 @@ def probe(
         deadline = time.monotonic() + timeout
         while seen < MAX_DATAGRAMS and not (cancel and cancel.is_set()):
             left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            # a timeout, not select(): the daemon's descriptors may be past FD_SETSIZE
-            sock.settimeout(min(left, WAIT_SLICE))
+            # a timeout, not select(): the daemon's descriptors may be past FD_SETSIZE; past
+            # the deadline only what is queued already (a busy machine may read it late)
+            sock.settimeout(max(0.0, min(left, WAIT_SLICE)))
             try:
                 data, _anc, flags, source = sock.recvmsg(MAX_DATAGRAM + 1)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
+                if left <= 0:
+                    break
                 continue
             except OSError:  # e.g. an ICMP error queued on the socket: counted, so bounded
                 seen += 1

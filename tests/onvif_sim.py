@@ -144,7 +144,10 @@ def respond(args: argparse.Namespace) -> None:
         if mid is None or b"Probe>" not in data or b"ProbeMatches" in data:
             continue
         if args.mode == "flood":
-            time.sleep(0.2)  # within the 0.5 s a device may wait (WS-Discovery APP_MAX_DELAY)
+            # after the cameras have answered: a flood that fills the prober's socket buffer
+            # first would deny their replies (a network-level denial that no parser can undo;
+            # docs/discovery.md); what is tested is that the flood itself is ignored
+            time.sleep(1.0)
         for _ in range(2 if args.mode == "camera" else 1):  # SOAP-over-UDP: unicast sent twice
             for reply in replies(args.mode, mid, args.ip, args.name, replay):
                 with contextlib.suppress(OSError):
