@@ -75,7 +75,11 @@ def _known_cameras(ask: Ask, required: bool) -> list[dict[str, Any]] | None:
         status = ask("status")
     except (DaemonNotRunning, NotPermitted, NoAnswer) as err:
         if required:
-            code = exits.PERMISSION if isinstance(err, NotPermitted) else exits.NOT_RUNNING
+            code = exits.FAILURE  # no answer
+            if isinstance(err, NotPermitted):
+                code = exits.PERMISSION
+            elif isinstance(err, DaemonNotRunning):
+                code = exits.NOT_RUNNING
             raise DiscoverFailed(
                 f"--add adds cameras through the daemon, which cannot be asked: {err}", code
             ) from None
