@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from .events import Listener, StateChange
 from .icmp import IcmpAccess
 from .logs import NOTICE
 from .probe import ProbeResult
-from .schedule import Hooks, Schedule
+from .schedule import Hooks, Schedule, slack
 from .settings import (
     Settings,
     layered_settings,
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 
 STOP_LOCK_TIMEOUT = 2.0  # seconds the final save may wait for the lock (TimeoutStopSec is 10)
 STOP_SETTLE_TIMEOUT = 0.5  # ... and for a file being written in place to settle
+LAST_SEEN_HOLD_MAX = 300.0  # seconds a last_seen-only change may wait to be written
 UNSAVED = "unsaved-changes.json"  # in the state dir: what the last stop could not write
 
 
@@ -96,6 +98,9 @@ class Monitor:
         self.discoveries = Discoveries()  # what periodic ONVIF discovery found (discovery.py)
         self._write_lock = asyncio.Lock()
         self._said: set[str] = set()  # facts about the inputs already logged once
+        self._urgent = False  # a change of state since the last publish (after_sweep)
+        self._published_at = -math.inf  # monotonic time of after_sweep's last publish
+        self.held = 0  # publishes held back: last_seen-only news (intervals.md)
         self.schedule = Schedule(
             Hooks(
                 settings=lambda: self.settings,
@@ -103,7 +108,7 @@ class Monitor:
                 before=self.before_sweep,
                 targets=lambda ids: self.station.targets(self.settings, ids),
                 record=self.record,
-                after=self.flush,
+                after=self.after_sweep,
                 report=self.report,
             )
         )
@@ -297,6 +302,7 @@ class Monitor:
     def _changed(self, change: Change) -> None:
         """Log a change of state once, count it, and tell the listeners."""
         cam = change.camera
+        self._urgent = True
         self.changes[cam.id] = self.changes.get(cam.id, 0) + 1
         if cam.status == CONNECTED:
             log.log(NOTICE, "camera %s is up: %s", label(cam), change.reason)
@@ -321,6 +327,21 @@ class Monitor:
                 log.exception("state change listener failed")
 
     # -- persistence ---------------------------------------------------------------------
+
+    async def after_sweep(self, scheduled: bool) -> None:
+        """After a sweep: publish what it found. A scheduled sweep whose only news is newer
+        ``last_seen`` times (cameras on a ``heartbeat_interval`` shorter than the global one)
+        is written at most once per min(camera_heartbeat_interval, 300 s); changes of state,
+        check_now and anything pending are published at once (docs/intervals.md)."""
+        interval = min(self.settings.interval, LAST_SEEN_HOLD_MAX)
+        recent = time.monotonic() - self._published_at < interval - slack(interval)
+        news = self._urgent or "write" in self.problems or bool(self.store.unsaved())
+        if scheduled and recent and not news and not self.webui:
+            self.held += 1
+            return
+        self._urgent = False
+        self._published_at = time.monotonic()
+        await self.flush()
 
     async def flush(self) -> None:
         """Publish what the daemon knows to its store (one write at most); on failure the

@@ -63,7 +63,7 @@ class Hooks:
     before: Callable[[], Awaitable[None]]  # refresh the camera list (the web UI's)
     targets: Callable[[frozenset[str] | None], list[Target]]
     record: Callable[[Target, ProbeResult], None]
-    after: Callable[[], Awaitable[None]]  # persist / publish what the sweep found
+    after: Callable[[bool], Awaitable[None]]  # publish what the sweep found (True: scheduled)
     report: Callable[[frozenset[str] | None, dict[str, ProbeResult]], dict[str, Any]]
 
 
@@ -245,7 +245,7 @@ class Schedule:
                 sweep.done.cancel()
         duration = time.monotonic() - started
         log.debug("sweep of %d cameras took %.3fs", len(targets), duration)
-        await hooks.after()
+        await hooks.after(sweep.planned is not None)
         self.sweeps += 1
         self.last_sweep = {
             "started_at": started_wall,

@@ -65,6 +65,7 @@ def status(m: Monitor) -> dict[str, Any]:
             "last_sweep": m.schedule.last_sweep,
             "sweeps": m.schedule.sweeps,
             "list_polls": m.schedule.polls,
+            "writes_held": m.held,
             "writes": m.shared.writes,
             "settings": m.settings.public_dict(),  # secrets redacted
         },

@@ -259,3 +259,36 @@ def test_an_edited_interval_is_replanned_without_a_restart(
     cam = by_mac(d.call("status"))[FAST[2]]
     assert cam["interval_s"] == 1 and cam["next_check_in_s"] <= 1
     assert d.stop() == 0
+
+
+def test_last_seen_only_news_is_not_written_every_short_sweep(
+    tmp_path: Path, counters: Callable[[str], Counter]
+) -> None:
+    fast = counters(FAST[1])
+    d = Daemon(tmp_path)
+    write_settings(d.settings, {
+        "camera-heartbeat-interval": 3600,  # last_seen-only writes: at most every 300 s
+        "camera-heartbeat-tcp-timeout": 1,
+        "cameras": [camera(*FAST, heartbeat_interval=1, heartbeat_port=fast.port)],
+    })
+    d.start()
+    wait_for(lambda: yaml.safe_load(d.settings.read_text())["cameras"][0]["status"]
+             == "connected", timeout=20)  # the first sweep is written  # fmt: skip
+    s0, n0 = d.call("status")["daemon"], fast.count
+    wait_for(lambda: fast.count >= n0 + 4, timeout=30)
+    s1 = d.call("status")["daemon"]
+    assert s1["sweeps"] - s0["sweeps"] >= 3
+    assert s1["writes"] == s0["writes"]  # only last_seen changed: held back
+    assert s1["writes_held"] - s0["writes_held"] >= 3
+    # check-now always publishes what it found: the newer last_seen is written
+    before = d.call("status")["daemon"]["writes"]
+    report = d.call("check_now")
+    assert d.call("status")["daemon"]["writes"] == before + 1
+    shown = yaml.safe_load(d.settings.read_text())["cameras"][0]["last_seen"]
+    assert shown == report["cameras"][FAST[2]]["last_seen"]
+    # a change of state is written at once, not 300 s later
+    fast.close()
+    wait_for(lambda: yaml.safe_load(d.settings.read_text())["cameras"][0]["status"]
+             == "disconnected", timeout=30)  # fmt: skip
+    assert d.stop() == 0
+    assert yaml.safe_load(d.settings.read_text())["cameras"][0]["status"] == "disconnected"
