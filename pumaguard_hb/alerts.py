@@ -279,7 +279,7 @@ class Alerts:
     @property
     def station(self) -> str:
         s = self.settings()
-        return s.alert_station or s.station or self.host  # station: the metrics' label
+        return s.station or self.host  # the one station name: the metrics' label too
 
     def enabled(self, s: Settings) -> list[str]:
         """The configured channels."""

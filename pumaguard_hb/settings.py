@@ -362,6 +362,7 @@ KEYS: tuple[Key, ...] = (
         check_urls,
         "URLs that get a JSON POST on every change of a camera's state",
         privileged=True,
+        secret=True,  # a webhook URL is often its own token (Home Assistant, ntfy topics)
     ),
     Key(
         "camera_heartbeat_on_change_command",
@@ -444,13 +445,6 @@ KEYS: tuple[Key, ...] = (
         30,
         check_seconds,
         "seconds alerts wait after a first change, to send a burst of changes as one message",
-    ),
-    Key(
-        "camera_heartbeat_alert_station",
-        "alert_station",
-        "",
-        check_text,
-        "the station's name in alerts (empty: the machine's hostname)",
     ),
     Key(
         "camera_heartbeat_smtp_host",
@@ -567,7 +561,6 @@ class Settings:
     webui_url: str = ""
     webui_refresh: float = 300
     alert_delay: float = 30
-    alert_station: str = ""
     smtp_host: str = ""
     smtp_port: int = 0
     smtp_security: str = "starttls"

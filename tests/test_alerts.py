@@ -223,7 +223,7 @@ def station(
         "camera-heartbeat-tcp-timeout": 1,
         "camera-heartbeat-tcp-port": port,
         "camera_heartbeat_alert_delay": 1,
-        "camera_heartbeat_alert_station": "Creek station",
+        "camera_heartbeat_station": "creek-station",
         "cameras": [
             camera(n, ip, f"aa:bb:cc:00:00:{i:02x}", status="connected")
             for i, (n, ip) in enumerate(zip(names, ips, strict=True))
@@ -317,7 +317,7 @@ def test_starttls_mail_on_down_and_recovery(
     cams.close((ips[1], port))
     d.call("check_now")
     (down,) = wait_for(smtp_starttls.got, 30)
-    assert down["Subject"] == "[Creek station] 2 cameras down"
+    assert down["Subject"] == "[creek-station] 2 cameras down"
     assert down["From"] == FROM and down["To"] == TO
     body = text(down)
     for name, ip in zip(names[:2], ips[:2], strict=True):
@@ -331,7 +331,7 @@ def test_starttls_mail_on_down_and_recovery(
     d.call("check_now")
     wait_for(lambda: len(smtp_starttls.got()) == 2, 30)
     back = smtp_starttls.got()[1]
-    assert back["Subject"] == "[Creek station] 1 camera back: Microseven-Gate"
+    assert back["Subject"] == "[creek-station] 1 camera back: Microseven-Gate"
     assert "disconnected" in text(back)  # after Ns disconnected
     alerts = d.call("status")["alerts"]
     assert alerts["mail"]["sent"] == 2 and alerts["mail"]["problem"] is None
@@ -349,7 +349,7 @@ def test_burst_of_ten_is_one_message(
         cams.close((ip, port))
     d.call("check_now")
     (msg,) = wait_for(smtp_plain.got, 30)
-    assert msg["Subject"] == "[Creek station] 10 cameras down"
+    assert msg["Subject"] == "[creek-station] 10 cameras down"
     body = text(msg)
     assert all(n in body for n in names) and body.count("why: ") == 10
     time.sleep(3)  # well past the 1 s window: nothing more comes
@@ -385,7 +385,7 @@ def test_smtp_down_probing_goes_on_failure_logged_once(
     try:
         cams.open(ips[0], port)
         (msg,) = wait_for(server.got, 40)
-        assert msg["Subject"] == "[Creek station] 1 camera back: Microseven-A"
+        assert msg["Subject"] == "[creek-station] 1 camera back: Microseven-A"
         mail_status = d.call("status")["alerts"]["mail"]
         assert mail_status["problem"] is None and mail_status["sent"] == 1
         assert "alerts by mail work again" in d.log()
@@ -421,7 +421,7 @@ def test_apprise_json_and_mailto(
     d.call("check_now")
     (post,) = wait_for(lambda: json_receiver.posts, 30)
     assert post["path"] == "/alerts"
-    assert post["body"]["title"] == "[Creek station] 1 camera down: Reolink-Pond"
+    assert post["body"]["title"] == "[creek-station] 1 camera down: Reolink-Pond"
     assert "Reolink-Pond" in post["body"]["message"] and "refused" in post["body"]["message"]
     (msg,) = wait_for(smtp_plain.got, 30)
     assert "Reolink-Pond" in str(msg["Subject"])
@@ -471,7 +471,7 @@ def test_hostile_hostname_injects_no_header(
     d.call("check_now")
     (msg,) = wait_for(smtp_plain.got, 30)
     assert msg["Bcc"] is None and len(msg.get_all("Subject") or []) == 1
-    assert str(msg["Subject"]) == f"[Creek station] 1 camera down: {evil}"
+    assert str(msg["Subject"]) == f"[creek-station] 1 camera down: {evil}"
     assert str(msg["To"]) == TO
     assert smtp_plain.envelopes == [(FROM, [TO])]  # nobody else got it
     assert f"- {evil}" in text(msg)
@@ -509,10 +509,10 @@ def test_alert_test_command_reports_each_channel(
     assert any(line.startswith("apprise") and "FAILED" in line and "json://…" in line
                for line in lines), done.stdout  # fmt: skip
     (msg,) = wait_for(smtp_plain.got, 10)
-    assert msg["Subject"] == "[Creek station] test alert"
+    assert msg["Subject"] == "[creek-station] test alert"
     assert (
         json_receiver.posts
-        and json_receiver.posts[0]["body"]["title"] == "[Creek station] test alert"
+        and json_receiver.posts[0]["body"]["title"] == "[creek-station] test alert"
     )
     as_json = run_cli("--json", "alert", "test", env=env, timeout=120)
     results = json.loads(as_json.stdout)["results"]
@@ -533,6 +533,7 @@ def test_secrets_are_root_only_and_never_shown() -> None:
             write_settings(d.settings, {
                 "camera-heartbeat-interval": 3600,
                 "camera_heartbeat_apprise_urls": ["tgram://123456:SECRETTOKEN/789"],
+                "camera_heartbeat_webhooks": ["http://127.0.0.1:9/api/webhook/HOOKSECRET"],
                 "cameras": [],
             })  # fmt: skip
             d.start(prefix=["setpriv", f"--regid={group.gr_gid}", "--clear-groups"])
@@ -545,6 +546,7 @@ def test_secrets_are_root_only_and_never_shown() -> None:
             assert shown.returncode == 0, shown.stderr
             values = json.loads(shown.stdout)["settings"]
             assert values["camera_heartbeat_apprise_urls"] == ["tgram://…"]
+            assert values["camera_heartbeat_webhooks"] == ["http://…"]  # its path is a token
             denied = run_cli("config", "set", "camera_heartbeat_smtp_password", "x",
                              env=env, prefix=mine, python=python)  # fmt: skip
             assert denied.returncode == 4, denied.stderr
@@ -558,10 +560,12 @@ def test_secrets_are_root_only_and_never_shown() -> None:
             assert (
                 "hunter2-pw" not in member_view.stdout and "SECRETTOKEN" not in member_view.stdout
             )
+            assert "HOOKSECRET" not in member_view.stdout
             again = run_cli("--json", "config", "get", env=env, prefix=mine, python=python)
             assert "hunter2-pw" not in again.stdout and "SECRETTOKEN" not in again.stdout
             assert d.stop() == 0
             assert "hunter2-pw" not in d.log() and "SECRETTOKEN" not in d.log()
+            assert "HOOKSECRET" not in d.log()
             assert "camera_heartbeat_smtp_password" in d.log()  # the change is logged, redacted
     finally:
         shutil.rmtree(folder, ignore_errors=True)

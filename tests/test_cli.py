@@ -90,7 +90,7 @@ def test_status_json_before_and_after_the_command(shared: Station) -> None:
     assert after.returncode == before.returncode == 1
     for done in (after, before):
         result = json.loads(done.stdout)
-        assert set(result) == {"daemon", "summary", "cameras", "discovered"}
+        assert set(result) == {"daemon", "summary", "cameras", "alerts", "discovered"}
         assert result["summary"] == {"total": 3, "connected": 2, "disconnected": 1}
         d = result["daemon"]
         assert d["version"] == "0.1.0" and d["method"] == "tcp" and d["interval_s"] == 3600
