@@ -380,6 +380,9 @@ def test_smtp_down_probing_goes_on_failure_logged_once(
     log = d.log()
     assert log.count("alerts by mail") == 1, log  # one warning for the outage
     assert "logged once until it works again" in log
+    human = run_cli("status", env=clean_env(PUMAGUARD_HB_SOCKET=str(d.socket)))
+    (line,) = [x for x in human.stdout.splitlines() if x.startswith("alerts")]
+    assert "mail: 0 sent" in line and "not delivered after 3 attempts" in line, human.stdout
 
     server = Smtp("none", port=dead, auth=False)  # the mail server is back
     try:

@@ -123,6 +123,22 @@ def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
+def alerts_summary(alerts: dict[str, Any]) -> Text:
+    """``mail, apprise: 3 messages sent`` and each channel's problem, in red."""
+    channels = [str(c) for c in alerts.get("channels") or []]
+    sent = sum(
+        int(ch.get("sent") or 0) for ch in (alerts.get(c) for c in channels) if isinstance(ch, dict)
+    )
+    shown = lit(f"{', '.join(channels)}: {sent} sent")
+    if alerts.get("waiting_changes"):
+        shown.append(f", {alerts['waiting_changes']} changes waiting to be sent together")
+    for name in channels:
+        ch = alerts.get(name)
+        if isinstance(ch, dict) and ch.get("problem"):
+            shown.append(f"; {name}: {ch['problem']}", style="bold red")
+    return shown
+
+
 def uptime(value: Any) -> str:
     """An uptime percentage, ``99.9%``, or ``-`` when nothing is known."""
     if _number(value):  # rounded down: 99.96 is not 100
@@ -437,6 +453,9 @@ def status_view(
         elif webui.get("reachable") is None:
             shown.append("; not asked yet", style="yellow")
         _line(console, "web UI", shown)
+    alerts = result.get("alerts")
+    if isinstance(alerts, dict) and alerts.get("channels"):  # mail / Apprise (docs/alerts.md)
+        _line(console, "alerts", alerts_summary(alerts))
     hist = d.get("history")
     if isinstance(hist, dict) and not hist.get("available"):
         _line(console, "history", lit(f"unavailable: {hist.get('problem')}", "yellow"))
