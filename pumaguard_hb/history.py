@@ -426,6 +426,10 @@ class History:
         entry = change.as_dict()
         self._mark_first(change.camera_id, entry)
         self._index(entry)
+        self._write(entry)
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        """Append ``entry`` to the file if it is open; a failure ends the history. Never raises."""
         if self._fd is None:
             return
         try:
@@ -451,14 +455,7 @@ class History:
         entry["at"] = at
         self._mark_first(camera_id, entry)
         self._index(entry)
-        if self._fd is None:
-            return
-        try:
-            self._append(entry)
-        except OSError as err:
-            self.problem = f"history: cannot append to {self.path}: {err.strerror or err}"
-            log.error("%s; running without history", self.problem)
-            self._close_fd()
+        self._write(entry)
 
     def _append(self, entry: dict[str, Any]) -> None:
         line = encode(entry)

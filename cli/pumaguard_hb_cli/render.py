@@ -51,9 +51,9 @@ def is_tty(stream: Any) -> bool:
         return False
 
 
-def make_console(stderr: bool = False) -> Console:
+def make_console(stderr: bool = False, pipe_width: int = 200) -> Console:
     """A console that styles only a terminal without NO_COLOR, is as wide as a terminal
-    (also with NO_COLOR), and never wraps a pipe."""
+    (also with NO_COLOR), and ``pipe_width`` wide elsewhere (tables never wrap a pipe)."""
     stream = sys.stderr if stderr else sys.stdout
     styled = wants_colour(stream)
     return Console(
@@ -62,7 +62,7 @@ def make_console(stderr: bool = False) -> Console:
         no_color=not styled,
         highlight=False,
         emoji=False,
-        width=None if is_tty(stream) else 200,
+        width=None if is_tty(stream) else pipe_width,
     )
 
 

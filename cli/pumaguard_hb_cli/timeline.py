@@ -8,10 +8,8 @@ is not a terminal is :data:`PIPE_WIDTH` columns wide, so scripts and logs see st
 
 from __future__ import annotations
 
-import os
-import sys
 import unicodedata
-from typing import IO, Any
+from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -31,26 +29,11 @@ UPTIME_W = 5  # "99.9%", "100%", "-"
 OBSERVED_W = 10  # "seen 100%", "seen <0.1%"
 
 
-def is_tty(stream: IO[str]) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
+def make_console() -> Console:
+    """The CLI's console (render.make_console), :data:`PIPE_WIDTH` wide when not a terminal."""
+    from .render import make_console as console
 
-
-def make_console(stream: IO[str] | None = None) -> Console:
-    """Coloured only on a terminal without ``NO_COLOR``; :data:`PIPE_WIDTH` wide elsewhere."""
-    stream = stream or sys.stdout
-    tty = is_tty(stream)
-    styled = tty and not os.environ.get("NO_COLOR")
-    return Console(
-        file=stream,
-        force_terminal=styled,
-        no_color=not styled,
-        highlight=False,
-        emoji=False,
-        width=None if tty else PIPE_WIDTH,
-    )
+    return console(pipe_width=PIPE_WIDTH)
 
 
 def clean(value: Any) -> str:
