@@ -15,12 +15,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from harness import Listeners, camera, free_port, wait_for, write_settings
+from receiver import Receiver
 
 from pumaguard_hb.actions import Actions, event_body
 from pumaguard_hb.events import StateChange
@@ -32,64 +31,6 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 # -- receivers ----------------------------------------------------------------------------
-
-
-class Receiver:
-    """A real HTTP server on 127.0.0.1 that records every POST. ``plan[path]`` lists the
-    statuses to answer in turn (200 once it runs out)."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.plan: dict[str, list[int]] = {}
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    plan = receiver.plan.get(self.path, [])
-                    status = plan.pop(0) if plan else 200
-                    receiver.posts.append({
-                        "path": self.path,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "body": json.loads(raw),
-                        "answered": status,
-                        "t": time.monotonic(),
-                    })
-                reply = b'{"ok": true}' if status < 400 else b"no thanks\nsecond line"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(reply)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def url(self, path: str = "/hook") -> str:
-        return self.base + path
-
-    def got(self, path: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            return [
-                p for p in self.posts
-                if (path is None or p["path"] == path)
-                and (event is None or p["body"]["event"] == event)
-            ]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 class DeadReceiver:

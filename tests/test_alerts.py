@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from helpers_cli import (
     temp_accounts,
     unprivileged_python,
 )
+from receiver import Receiver
 
 from pumaguard_hb import mail
 from pumaguard_hb.alerts import Entry, clean, compose
@@ -150,34 +150,7 @@ def smtp_tls(cert: tuple[Path, Path]) -> Iterator[Smtp]:
     s.stop()
 
 
-class JsonReceiver:
-    """A real HTTP server on 127.0.0.1 recording what Apprise's json:// POSTs."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                outer.posts.append({"path": self.path, "body": json.loads(raw)})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.port = self.server.server_address[1]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+JsonReceiver = Receiver  # records what Apprise's json:// POSTs
 
 
 @pytest.fixture
@@ -428,7 +401,8 @@ def test_apprise_json_and_mailto(
     assert "Reolink-Pond" in post["body"]["message"] and "refused" in post["body"]["message"]
     (msg,) = wait_for(smtp_plain.got, 30)
     assert "Reolink-Pond" in str(msg["Subject"])
-    st = d.call("status")
+    # counted once Apprise's notify() returns, which may be a moment after the mail arrived
+    st = wait_for(lambda: (s := d.call("status"))["alerts"]["apprise"]["sent"] and s, 30)
     assert st["alerts"]["apprise"]["sent"] == 1
     assert st["alerts"]["apprise"]["urls"] == ["json://…", "mailto://…"]
     assert PASSWORD not in json.dumps(st) and PASSWORD not in d.log()

@@ -20,12 +20,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import pytest
 import yaml
 from harness import REPO, Daemon, Listeners, camera, free_port, wait_for, write_settings
 from helpers_cli import clean_env, run_cli
+from receiver import Receiver
 
 SHIPPED = REPO / "prometheus"
 RULES = SHIPPED / "pumaguard-heartbeat.rules.yml"
@@ -151,35 +150,11 @@ class Server:
         self.proc.wait(10)
 
 
-class Webhook:
+class Webhook(Receiver):
     """Alertmanager's webhook receiver: keeps every notification it gets."""
 
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
-                body = self.rfile.read(length)
-                with outer.lock:
-                    outer.received.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
     def alerts(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [a for n in self.received for a in n.get("alerts", [])]
+        return [a for n in self.bodies() for a in n.get("alerts", [])]
 
     def find(self, status: str, camera: str) -> dict[str, Any] | None:
         for a in self.alerts():
@@ -191,11 +166,6 @@ class Webhook:
             ):
                 return a
         return None
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
 
 
 def get_json(url: str) -> Any:
@@ -453,7 +423,7 @@ def test_chain_station_agent_central_alertmanager_webhook(
         for s in servers:
             print(f"----- {s.name} (exit {s.proc.poll()})\n{s.log()}")
         print(f"----- daemon\n{d.log()[-4000:]}")
-        print(f"----- webhook got\n{json.dumps(hook.received, indent=1)[-4000:]}")
+        print(f"----- webhook got\n{json.dumps(hook.bodies(), indent=1)[-4000:]}")
         raise
     finally:
         for s in reversed(servers):
