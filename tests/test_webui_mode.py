@@ -186,6 +186,31 @@ def two_cameras() -> list[dict[str, Any]]:
 # -- our results in the web UI -------------------------------------------------------------
 
 
+
+def shared_text(s: Any, timeout: float = 10.0) -> str:
+    """The web UI's settings file as a whole: the web UI rewrites it without a lock
+    (truncate, then write), so a read may catch it empty or half written; read again until
+    it parses to a mapping, as the daemon does (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = s.shared.read_text()
+        try:
+            if isinstance(yaml.safe_load(text), dict):
+                return text
+        except yaml.YAMLError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{s.shared} never read whole within {timeout}s: {text[:200]!r}")
+        time.sleep(0.05)
+
+
+def shared_doc(s: Any) -> dict[str, Any]:
+    """:func:`shared_text`, parsed."""
+    doc = yaml.safe_load(shared_text(s))
+    assert isinstance(doc, dict)
+    return doc
+
+
 def test_our_status_and_last_seen_reach_its_list_and_its_event_stream(station) -> None:
     s = station(two_cameras())
     with s.webui.events(timeout=WAIT * 3) as events:
@@ -231,7 +256,7 @@ def test_our_status_and_last_seen_reach_its_list_and_its_event_stream(station) -
         assert s.ours()[UP[2]]["last_seen"] == last_good
 
     # the web UI's own saves put our results in its file; it alone wrote it
-    doc = yaml.safe_load(s.shared.read_text())
+    doc = shared_doc(s)
     on_disk = {c["mac_address"]: c for c in doc["cameras"]}
     assert (on_disk[UP[2]]["status"], on_disk[UP[2]]["last_seen"]) == ("disconnected", last_good)
     assert (on_disk[DOWN[2]]["status"], on_disk[DOWN[2]]["last_seen"]) == ("disconnected", OLD)
@@ -262,7 +287,7 @@ def test_the_shared_switch_off_and_ours_on(station) -> None:
     """``camera-heartbeat-enabled: false`` in the web UI's file is its own heartbeat's
     switch: our daemon probes anyway; ``camera_heartbeat_enabled`` in our config is ours."""
     s = station(two_cameras(), shared={"camera-heartbeat-enabled": False})
-    assert yaml.safe_load(s.shared.read_text())["camera-heartbeat-enabled"] is False
+    assert shared_doc(s)["camera-heartbeat-enabled"] is False
     s.start_daemon()
     s.wait_webui(UP[2], status="connected")
     assert s.status()["daemon"]["enabled"] is True
@@ -275,7 +300,7 @@ def test_the_shared_switch_off_and_ours_on(station) -> None:
     own = yaml.safe_load(s.own.read_text())
     assert own.get("camera_heartbeat_enabled", own.get("camera-heartbeat-enabled")) is False
     wait_for(lambda: s.status()["daemon"]["enabled"] is False, WAIT, 0.2)
-    assert "camera_heartbeat_enabled" not in s.shared.read_text()
+    assert "camera_heartbeat_enabled" not in shared_text(s)
     sweeps = s.sweeps()
     time.sleep(3)  # three intervals: no new sweep while ours is off
     assert s.sweeps() <= sweeps + 1  # (one in flight at the switch may still finish)
@@ -383,8 +408,8 @@ def test_our_settings_are_intact_after_many_web_ui_saves(station, hooks: Hooks) 
         assert code == 200
         code, _ = s.webui.request("DELETE", f"/api/dhcp/cameras/{mac}")
         assert code == 200
-    shared_doc = yaml.safe_load(s.shared.read_text())
-    assert not any(k.endswith(("failure-threshold", "failure_threshold")) for k in shared_doc)
+    web_doc = shared_doc(s)
+    assert not any(k.endswith(("failure-threshold", "failure_threshold")) for k in web_doc)
     s.wait_sweeps(2)
 
     assert s.own.read_bytes() == own_before  # nobody touched our file
@@ -417,7 +442,7 @@ def test_config_set_writes_our_own_file_not_the_web_ui_file(station) -> None:
     s = station(two_cameras())
     s.start_daemon()
     s.wait_webui(UP[2], status="connected")
-    shared_before = yaml.safe_load(s.shared.read_text())
+    shared_before = shared_doc(s)
     done = s.cli("config", "set", "camera_heartbeat_failure_threshold", "4")
     assert done.returncode == 0, done.stderr
     own = yaml.safe_load(s.own.read_text())
@@ -425,7 +450,7 @@ def test_config_set_writes_our_own_file_not_the_web_ui_file(station) -> None:
     assert own["camera_heartbeat_tcp_port"] == s.port  # the rest of our file is kept
     got = s.cli("config", "get", "camera_heartbeat_failure_threshold")
     assert got.stdout.strip() == "4"
-    shared_after = yaml.safe_load(s.shared.read_text())
+    shared_after = shared_doc(s)
     assert shared_after.keys() == shared_before.keys()
     s.assert_one_writer()
 
@@ -520,7 +545,7 @@ def test_camera_add_and_remove_with_the_cli_go_to_the_web_ui(station) -> None:
     # it stays (the web UI's next saves do not lose it: it is in its memory)
     s.wait_sweeps(3)
     assert SPARE[2] in s.theirs()
-    assert SPARE[2] in {c["mac_address"] for c in yaml.safe_load(s.shared.read_text())["cameras"]}
+    assert SPARE[2] in {c["mac_address"] for c in shared_doc(s)["cameras"]}
 
     # without a MAC: refused, saying why
     done = s.cli("camera", "add", "No-Mac-Cam", "127.0.60.9")
@@ -633,7 +658,7 @@ def test_the_web_ui_restarted_from_an_old_file_is_brought_back_to_the_truth(stat
     ]
     assert len(lines) == 1, lines  # said once, not once per sweep
     file_says = {
-        c["mac_address"]: c["status"] for c in yaml.safe_load(s.shared.read_text())["cameras"]
+        c["mac_address"]: c["status"] for c in shared_doc(s)["cameras"]
     }
     assert file_says == {UP[2]: "connected", DOWN[2]: "disconnected"}  # we did not write it
 
@@ -752,7 +777,7 @@ def test_the_shared_file_inode_stays_through_everything(station) -> None:
     s.wait_webui(UP[2], status="connected")
     s.wait_sweeps(2)
     s.assert_one_writer()
-    assert "camera_heartbeat_interval" not in s.shared.read_text()
+    assert "camera_heartbeat_interval" not in shared_text(s)
     assert yaml.safe_load(s.own.read_text())["camera_heartbeat_interval"] == 2
 
 
@@ -811,7 +836,7 @@ def test_a_dhcp_event_while_the_web_ui_is_down_reaches_it_on_its_return(station)
     wait_for(lambda: s.ours().get(SPARE[2], {}).get("status") == "connected", WAIT, 0.2)
     s.wait_sweeps(2)
     assert SPARE[2] not in {
-        c["mac_address"] for c in yaml.safe_load(s.shared.read_text())["cameras"]
+        c["mac_address"] for c in shared_doc(s)["cameras"]
     }  # we did not write it into the web UI's file ourselves
     s.webui.start()
     cam = s.wait_webui(SPARE[2], status="connected")
