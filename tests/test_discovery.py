@@ -308,55 +308,57 @@ def test_silent_network_lists_nothing(lab: OnvifLab) -> None:
     assert r.returncode == 0
     assert "no ONVIF device answered within 1s" in r.stdout
     assert r.stderr == ""  # no progress line into a pipe
-    # on a terminal: a progress line on stderr while it waits
-    main, sub = pty.openpty()
-    seen = b""
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        proc = subprocess.Popen(
-            [
-                *_in(lab.station),
-                sys.executable,
-                "-m",
-                "pumaguard_hb_cli.main",
-                "discover",
-                "--timeout",
-                "1",
-                "--socket",
-                str(lab.tmp / "none.sock"),
-            ],
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            stderr=sub,
-            cwd="/",
-        )
-        os.close(sub)
-        sub = -1
-        # read the terminal while the CLI runs: what is still in the pty when its last
-        # writer exits may be dropped by the kernel (seen on a loaded machine)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if select.select([main], [], [], 0.2)[0]:
-                try:
-                    chunk = os.read(main, 65536)
-                except OSError:  # EIO: the CLI's end of the terminal is closed
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            elif proc.poll() is not None:
-                break
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        if sub != -1:
+    # on a terminal: a progress line on stderr while it waits (a spinner; said once on a
+    # dumb terminal, which cannot draw one: a fresh machine's sudo often has TERM=dumb)
+    for term in ("xterm-256color", "dumb"):
+        main, sub = pty.openpty()
+        seen = b""
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            proc = subprocess.Popen(
+                [
+                    *_in(lab.station),
+                    sys.executable,
+                    "-m",
+                    "pumaguard_hb_cli.main",
+                    "discover",
+                    "--timeout",
+                    "1",
+                    "--socket",
+                    str(lab.tmp / "none.sock"),
+                ],
+                env=clean_env(TERM=term),
+                stdout=subprocess.PIPE,
+                stderr=sub,
+                cwd="/",
+            )
             os.close(sub)
-        os.close(main)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    assert proc.returncode == 0
-    assert b"probing for ONVIF cameras (1s)" in seen
-    assert b"no ONVIF device answered" in out
+            sub = -1
+            # read the terminal while the CLI runs: what is still in the pty when its last
+            # writer exits may be dropped by the kernel (seen on a loaded machine)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if select.select([main], [], [], 0.2)[0]:
+                    try:
+                        chunk = os.read(main, 65536)
+                    except OSError:  # EIO: the CLI's end of the terminal is closed
+                        break
+                    if not chunk:
+                        break
+                    seen += chunk
+                elif proc.poll() is not None:
+                    break
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if sub != -1:
+                os.close(sub)
+            os.close(main)
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        assert proc.returncode == 0
+        assert b"probing for ONVIF cameras (1s)" in seen
+        assert b"no ONVIF device answered" in out
     r = run_cli(
         "discover",
         "--timeout",

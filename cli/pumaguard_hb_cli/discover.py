@@ -96,7 +96,11 @@ def _probe_with_progress(timeout: float, interface: str | None, quiet: bool) -> 
     progress = make_console(stderr=True)
     if not progress.is_terminal:
         return send_probe(timeout, interface)
-    with progress.status(f"probing for ONVIF cameras ({timeout:g}s)…"):
+    line = f"probing for ONVIF cameras ({timeout:g}s)…"
+    if progress.is_dumb_terminal:  # TERM=dumb: no spinner can be drawn, say it once
+        progress.print(line, highlight=False)
+        return send_probe(timeout, interface)
+    with progress.status(line):
         return send_probe(timeout, interface)
 
 
