@@ -73,11 +73,16 @@ def check_http_path(key: str, value: Any) -> str:
     return value
 
 
+def as_list(value: Any) -> Any:
+    """A list setting as given: None and "" are none, one string is a list of one; anything
+    else is returned for the caller to check."""
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str) else value
+
+
 def check_urls(key: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value] if value else []
+    value = as_list(value)
     if not isinstance(value, list | tuple) or not all(
         isinstance(u, str) and u.startswith(("http://", "https://")) and " " not in u for u in value
     ):
@@ -219,20 +224,14 @@ def check_address_or_empty(key: str, value: Any) -> str:
 
 
 def check_addresses(key: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value] if value else []
+    value = as_list(value)
     if not isinstance(value, list | tuple) or not all(_is_address(a) for a in value):
         raise InvalidValue(key, value, "must be a list of mail addresses such as admin@example.org")
     return tuple(value)
 
 
 def check_apprise_urls(key: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value] if value else []
+    value = as_list(value)
     if not isinstance(value, list | tuple) or not all(
         isinstance(u, str) and "://" in u and u.isprintable() and " " not in u for u in value
     ):

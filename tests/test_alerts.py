@@ -306,7 +306,8 @@ def test_starttls_mail_on_down_and_recovery(
     back = smtp_starttls.got()[1]
     assert back["Subject"] == "[creek-station] 1 camera back: Microseven-Gate"
     assert "disconnected" in text(back)  # after Ns disconnected
-    alerts = d.call("status")["alerts"]
+    # counted when the send returns, which may be a moment after the server has the mail
+    alerts = wait_for(lambda: (a := d.call("status")["alerts"])["mail"]["sent"] >= 2 and a, 30)
     assert alerts["mail"]["sent"] == 2 and alerts["mail"]["problem"] is None
     assert PASSWORD not in json.dumps(d.call("status"))
     assert PASSWORD not in d.log()
@@ -362,7 +363,9 @@ def test_smtp_down_probing_goes_on_failure_logged_once(
         cams.open(ips[0], port)
         (msg,) = wait_for(server.got, 40)
         assert msg["Subject"] == "[creek-station] 1 camera back: Microseven-A"
-        mail_status = d.call("status")["alerts"]["mail"]
+        mail_status = wait_for(  # counted when the send returns, after the server has it
+            lambda: (m := d.call("status")["alerts"]["mail"])["sent"] >= 1 and m, 30
+        )
         assert mail_status["problem"] is None and mail_status["sent"] == 1
         assert "alerts by mail work again" in d.log()
     finally:
