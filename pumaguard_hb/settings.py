@@ -17,6 +17,11 @@ from typing import Any
 from .errors import InvalidValue, SettingsError
 
 METHODS = ("icmp", "tcp", "both", "http", "https", "rtsp")
+#: at most this many cameras on a station (docs/security.md "Limits"): a longer list from
+#: the settings file or the web UI is one clear error, never a slower daemon
+MAX_CAMERAS = 4096
+#: the shortest interval between two checks of a camera, global and per camera (seconds)
+MIN_INTERVAL = 1
 
 
 def check_bool(key: str, value: Any) -> bool:
