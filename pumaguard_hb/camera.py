@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import InvalidValue
+from .logs import printable
 from .settings import check_http_path, check_method, check_port, check_seconds
 
 CONNECTED = "connected"
@@ -22,6 +23,7 @@ STATUSES = (CONNECTED, DISCONNECTED)
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 MAX_HOSTNAME = 253
+ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # an IPv6 zone: a Linux interface name (IFNAMSIZ-1)
 
 
 def now_iso() -> str:
@@ -48,10 +50,22 @@ def normalize_mac(value: Any) -> str:
 
 
 def normalize_ip(value: Any) -> str:
-    """A unicast IPv4/IPv6 address in canonical form; InvalidValue explains what is wrong."""
+    """A unicast IPv4/IPv6 address of a camera in canonical form; InvalidValue explains what
+    is wrong. Strict, because the address comes from outside (DHCP, the web UI, a file) and
+    reaches the log, the terminal and an HTTP ``Host:`` line: an IPv6 zone is an interface
+    name (:data:`ZONE`), and IPv4-mapped (``::ffff:192.0.2.1``) and unspecified (``::``,
+    ``0.0.0.0``) addresses are refused."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidValue("ip_address", value, "must be an IPv4 or IPv6 address")
     text = value.strip()
+    _, percent, zone = text.partition("%")
+    if percent and not ZONE.fullmatch(zone):
+        raise InvalidValue(
+            "ip_address",
+            value,
+            "an IPv6 zone must be an interface name (at most 15 letters, digits, '_', '.', '-'),"
+            " e.g. fe80::1%eth0",
+        )
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -61,12 +75,16 @@ def normalize_ip(value: Any) -> str:
     if isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address("255.255.255.255"):
         raise InvalidValue("ip_address", value, "must be a unicast address, not broadcast")
     if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            raise InvalidValue(
+                "ip_address",
+                value,
+                "must not be IPv4-mapped (::ffff:a.b.c.d): give the IPv4 address itself",
+            )
         if addr.is_link_local and not addr.scope_id:
             raise InvalidValue(
                 "ip_address", value, "an IPv6 link-local address needs a zone, e.g. fe80::1%eth0"
             )
-        if addr.ipv4_mapped:
-            return str(addr.ipv4_mapped)
     return str(addr)
 
 
@@ -97,10 +115,10 @@ def camera_id(entry: dict[str, Any]) -> str | None:
         try:
             return "ip:" + normalize_ip(ip)
         except InvalidValue:
-            return "ip:" + str(ip)
+            return "ip:" + printable(str(ip))  # an id is shown and logged: one printable line
     host = entry.get("hostname")
     if isinstance(host, str) and host.strip():
-        return "host:" + host.strip()
+        return "host:" + printable(host.strip())
     return None
 
 
@@ -235,7 +253,7 @@ def spec_from_entry(entry: Any) -> Spec | None:
         try:
             ip = normalize_ip(raw_ip)
         except InvalidValue as err:
-            ip, problem = str(raw_ip), str(err)
+            ip, problem = printable(str(raw_ip)), str(err)
     try:
         hostname = clean_hostname(entry.get("hostname"))
     except InvalidValue as err:
@@ -244,7 +262,7 @@ def spec_from_entry(entry: Any) -> Spec | None:
     try:
         mac = normalize_mac(mac) if mac else ""
     except InvalidValue:
-        mac = str(mac)
+        mac = printable(str(mac))
     overrides, override_problem = camera_overrides(entry)
     notice = None
     if "bad_interval" in overrides:  # the camera is still probed, on the global interval

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .errors import HeartbeatError
+from .camera import normalize_ip
+from .errors import HeartbeatError, InvalidValue
 
 if TYPE_CHECKING:
     from .monitor import Monitor
@@ -115,7 +116,36 @@ def _clean(text: str, limit: int) -> str:
     return "".join(ch for ch in text if ch.isprintable()).strip()[:limit]
 
 
-def _parse_xml(data: bytes) -> tuple[ET.Element, dict[int, dict[str, str]]] | None:
+class _Scope:
+    """The namespace prefixes in scope at an element: those it declares, then its parent's.
+
+    An element that declares nothing shares its parent's scope, one that declares some
+    links to it: never a copy of the prefixes in scope, so parsing stays linear in the size
+    of a reply (a copy per element was quadratic: 1,000 nested elements each declaring a
+    prefix copied half a million entries). A lookup walks up the declaring elements.
+    """
+
+    __slots__ = ("declared", "parent")
+
+    def __init__(self, declared: dict[str, str], parent: _Scope | None = None) -> None:
+        self.declared = declared
+        self.parent = parent
+
+    def get(self, prefix: str) -> str | None:
+        """The namespace URI of ``prefix`` here, or None when it is not declared."""
+        scope: _Scope | None = self
+        while scope is not None:
+            uri = scope.declared.get(prefix)
+            if uri is not None:
+                return uri
+            scope = scope.parent
+        return None
+
+
+NO_SCOPE = _Scope({})
+
+
+def _parse_xml(data: bytes) -> tuple[ET.Element, dict[int, _Scope]] | None:
     """The element tree and, for each element, the namespace prefixes in scope there.
 
     None for anything that is not plain UTF-8 XML without a DOCTYPE or ENTITY: such a
@@ -129,8 +159,8 @@ def _parse_xml(data: bytes) -> tuple[ET.Element, dict[int, dict[str, str]]] | No
         return None
     if _FORBIDDEN.search(text):
         return None
-    scopes: dict[int, dict[str, str]] = {}
-    stack: list[dict[str, str]] = [{}]
+    scopes: dict[int, _Scope] = {}
+    stack: list[_Scope] = [NO_SCOPE]
     pending: dict[str, str] = {}
     root: ET.Element | None = None
     try:
@@ -139,7 +169,7 @@ def _parse_xml(data: bytes) -> tuple[ET.Element, dict[int, dict[str, str]]] | No
                 prefix, uri = item
                 pending[str(prefix)] = str(uri)
             elif event == "start":
-                here = {**stack[-1], **pending} if pending else stack[-1]
+                here = _Scope(pending, stack[-1]) if pending else stack[-1]
                 pending = {}
                 stack.append(here)
                 scopes[id(item)] = here
@@ -152,7 +182,7 @@ def _parse_xml(data: bytes) -> tuple[ET.Element, dict[int, dict[str, str]]] | No
     return (root, scopes) if root is not None else None
 
 
-def _qnames(text: str, ns: dict[str, str]) -> set[tuple[str, str]]:
+def _qnames(text: str, ns: _Scope) -> set[tuple[str, str]]:
     """The (namespace, local name) pairs of a whitespace-separated list of QNames."""
     out: set[tuple[str, str]] = set()
     for token in text.split()[:32]:
@@ -226,7 +256,9 @@ def parse_reply(data: bytes, message_id: str, source_ip: str) -> list[Device]:
         if match.tag != f"{{{WSD}}}ProbeMatch" or len(devices) >= MAX_DEVICES:
             continue
         types = _find(match, ((WSD,), "Types"))
-        if types is None or ONVIF_TYPE not in _qnames(types.text or "", ns_at.get(id(types), {})):
+        if types is None or ONVIF_TYPE not in _qnames(
+            types.text or "", ns_at.get(id(types), NO_SCOPE)
+        ):
             continue
         address = _find(match, (wsa, "EndpointReference"), (wsa, "Address"))
         xaddrs = _find(match, ((WSD,), "XAddrs"))
@@ -361,8 +393,13 @@ def probe(
             if len(data) > MAX_DATAGRAM or flags & socket.MSG_TRUNC or total >= MAX_TOTAL:
                 dropped += 1
                 continue
+            try:  # a spoofed 0.0.0.0 or broadcast source is no camera (and no text to show)
+                source_ip = normalize_ip(str(source[0]))
+            except InvalidValue:
+                dropped += 1
+                continue
             total += len(data)
-            found = parse_reply(data, message_id, str(source[0]))
+            found = parse_reply(data, message_id, source_ip)
             if not found:
                 dropped += 1
             for dev in found:

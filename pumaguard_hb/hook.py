@@ -29,6 +29,7 @@ from .client import Client, DaemonNotRunning, NoAnswer
 from .dhcp import ACTIONS
 from .errors import InvalidValue, SettingsError
 from .filestore import FileStore
+from .logs import PrintableFilter
 from .settings import KEYS_BY_NAME, Settings, default_settings_path, parse_settings, raw_value
 from .settings_file import SettingsFile
 from .station import Station, check_event
@@ -300,6 +301,7 @@ def _setup_logging() -> list[logging.Handler]:
             syslog.setFormatter(logging.Formatter("pumaguard-heartbeat-dhcp: %(message)s"))
             handlers.append(syslog)
     for handler in handlers:
+        handler.addFilter(PrintableFilter())  # argv is dnsmasq's, the hostname a device's
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if os.environ.get("PUMAGUARD_HB_HOOK_DEBUG") else logging.INFO)
     log.propagate = False

@@ -1,4 +1,11 @@
-"""Logging to stderr: syslog priority prefixes under journald, timestamped lines elsewhere."""
+"""Logging to stderr: syslog priority prefixes under journald, timestamped lines elsewhere.
+
+Every log line is printable text on one line (docs/security.md, "Text from strangers"):
+hostnames, camera replies, web UI records and zone ids come from outside, and a newline in
+one would forge a journal line (``\n<3>...``), an escape sequence would drive the terminal
+of whoever reads the log. :class:`PrintableFilter` escapes them in every record's message
+(``\n``, ``\x1b``, ``\u202e``, as Python's ``repr`` does) before any handler writes it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,33 @@ _PRIORITY = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (newlines, ESC and other control
+    characters, bidi and other format characters, unpaired surrogates) written as its
+    backslash escape (``\n``, ``\x1b``, ``\u202e``): one line, safe for the journal and a
+    terminal, and still telling what was sent."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
+class PrintableFilter(logging.Filter):
+    """Makes each record's message :func:`printable` (the text from outside in its
+    arguments included); a traceback added by ``log.exception`` keeps its lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: logging's own error report handles it
+            return True
+        clean = printable(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
 
 
 def priority(levelno: int) -> int:
@@ -57,6 +91,7 @@ def setup(debug: bool = False) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
         )
+    handler.addFilter(PrintableFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)

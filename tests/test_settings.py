@@ -109,7 +109,8 @@ def test_good_ips_are_normalized() -> None:
     assert normalize_ip(" 192.0.2.1 ") == "192.0.2.1"
     assert normalize_ip("2001:DB8::1") == "2001:db8::1"
     assert normalize_ip("fe80::1%eth0") == "fe80::1%eth0"
-    assert normalize_ip("::ffff:192.0.2.1") == "192.0.2.1"
+    with pytest.raises(InvalidValue, match="IPv4-mapped"):  # strict (issue 20 item 4)
+        normalize_ip("::ffff:192.0.2.1")
 
 
 @pytest.mark.parametrize("bad", ["aa:bb:cc", "zz:bb:cc:dd:ee:ff", "aa:bb-cc:dd:ee:ff", 7])

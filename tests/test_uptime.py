@@ -164,7 +164,7 @@ def test_a_killed_daemon_leaves_unknown_time_not_its_last_state(tmp_path: Path) 
 def test_names_from_outside_cannot_steer_the_terminal() -> None:
     from pumaguard_hb_cli.timeline import clean, fit, layout
 
-    assert clean("Gate\x1b[31m\u202eX\n") == "Gate?[31m?X?"
+    assert clean("Gate\x1b[31m\u202eX\n") == "Gate\ufffd[31m\ufffdX\ufffd"
     assert fit("カメラカメラカメラ", 7) == "カメラ…" and fit("Gate", 7) == "Gate"
     name_w, cells = layout(80, ["x" * 60])
     assert name_w == 24 and name_w + 1 + cells + 1 + 5 + 1 + 10 == 80

@@ -719,7 +719,9 @@ def alert_test() -> int:
 
 
 def _fail(message: str, status: int) -> int:
-    click.echo(f"{PROG}: {message}", err=True)
+    from pumaguard_hb.logs import printable  # an error may quote text from outside
+
+    click.echo(f"{PROG}: {printable(message)}", err=True)
     return status
 
 

@@ -30,8 +30,9 @@ STATUS_STYLE = {"connected": "bold green", "disconnected": "bold red"}
 
 
 def lit(value: Any, style: str = "") -> Text:
-    """``value`` as literal text: shown exactly as it is, never read as rich markup."""
-    return value if isinstance(value, Text) else Text(str(value), style=style)
+    """``value`` as literal text: never read as rich markup, and printable (:func:`one_line`):
+    a newline or an escape sequence from outside never reaches the terminal."""
+    return value if isinstance(value, Text) else Text(one_line(value), style=style)
 
 
 def wants_colour(stream: IO[str]) -> bool:
@@ -266,7 +267,10 @@ def _table_columns(cameras: list[dict[str, Any]], now: float, check: bool) -> di
 def one_line(value: Any) -> str:
     """``value`` as text without control characters (a newline would break a row in two,
     an escape sequence would reach the terminal): each one shown as ``\ufffd``."""
-    return "".join(ch if ch.isprintable() else "\ufffd" for ch in str(value))
+    text = str(value)
+    if text.isprintable():  # nearly always: one C-level pass
+        return text
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
 def _width(header: str, cells: list[Text]) -> int:
@@ -533,7 +537,7 @@ def print_history(result: dict[str, Any], console: Console | None = None) -> Non
         at = parse_time(c.get("at"))
         change = lit(c.get("old") or "(new)", STATUS_STYLE.get(str(c.get("old")), ""))
         change.append(" → ")
-        change.append(str(c.get("new")), style=STATUS_STYLE.get(str(c.get("new")), "yellow"))
+        change.append(lit(c.get("new"), STATUS_STYLE.get(str(c.get("new")), "yellow")))
         table.add_row(
             lit("-" if at is None else local_time(at)),
             lit(c.get("hostname") or c.get("camera_id") or "-"),

@@ -8,7 +8,6 @@ is not a terminal is :data:`PIPE_WIDTH` columns wide, so scripts and logs see st
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from rich.cells import cell_len
@@ -37,11 +36,12 @@ def make_console() -> Console:
 
 
 def clean(value: Any) -> str:
-    """A name from outside (DHCP, the settings file) made safe to print: control and
-    format characters (escape sequences, bidi overrides) become ``?``."""
-    return "".join(
-        "?" if unicodedata.category(ch).startswith("C") else ch for ch in str(value or "")
-    )
+    """A name from outside (DHCP, the settings file) made safe to print: control, format
+    and separator characters (newlines, escape sequences, bidi overrides) become ``\ufffd``,
+    as in every other table of the CLI (:func:`.render.one_line`)."""
+    from .render import one_line
+
+    return one_line(value or "")
 
 
 def fit(text: str, cells: int) -> str:
