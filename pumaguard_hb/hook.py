@@ -19,6 +19,7 @@ import logging
 import logging.handlers
 import os
 import pwd
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT = 2.0  # seconds for the daemon to answer; dnsmasq waits for the script
 SERVICE_USER = "pumaguard-hb"  # the service's system user and group (systemd/sysusers)
-NOBODY = 65534  # nobody/nogroup: whom root becomes when the folder's owner is root
+NOBODY = 65534  # nobody/nogroup: the group when the folder's group is root's
 SERVICE_SETTINGS = Path("/var/lib/pumaguard-heartbeat/pumaguard-settings.yaml")
 SERVICE_CONFIG = Path("/var/lib/pumaguard-heartbeat/heartbeat.yaml")  # the service's --config
 SYSLOG_SOCKET = "/dev/log"
@@ -105,7 +106,8 @@ def handle_event(
         problem = str(err)
     path = hook_settings_path(settings_path)
     # dnsmasq runs us as root: never touch a file (the own config read for the web UI's
-    # URL included) with more power than the service's user
+    # URL included) with more power than the service's user, or as root a file that
+    # anybody but root can write (HookRefused, logged: PRODUCT.md's trust boundaries)
     drop_privileges(path)
     url = hook_webui_url()
     if url:
@@ -170,11 +172,25 @@ def hook_webui_url() -> str:
     env = os.environ.get("PUMAGUARD_WEBUI_URL")
     if env:
         return env
-    config = os.environ.get("PUMAGUARD_HB_CONFIG") or (
-        str(SERVICE_CONFIG) if SERVICE_CONFIG.exists() else ""
-    )
+    config = os.environ.get("PUMAGUARD_HB_CONFIG") or ""
     if not config:
-        return ""
+        try:
+            os.stat(SERVICE_CONFIG)
+        except FileNotFoundError:
+            return ""
+        except OSError as err:  # a state folder we may not read: the event goes to the file
+            log.warning(
+                "cannot read %s (%s); not looking for the web UI's URL there",
+                SERVICE_CONFIG,
+                err.strerror or err,
+            )
+            return ""
+        config = str(SERVICE_CONFIG)
+        if _is_root():
+            problem = root_only_problem(SERVICE_CONFIG)
+            if problem is not None:  # its web UI URL is a privileged key
+                log.warning("not reading %s as root: %s", SERVICE_CONFIG, problem)
+                return ""
     try:
         doc = SettingsFile(Path(config)).read().doc
     except SettingsError as err:
@@ -201,13 +217,82 @@ def apply_to_webui(
     )
 
 
-def service_identity(path: Path) -> tuple[int, int, str | None]:
-    """Whom the hook acts as when dnsmasq runs it as root: ``(uid, gid, user name)``.
+class HookRefused(Exception):
+    """Run as root without the service's user, the settings file is one that somebody but
+    root could write: the hook does not write it (as root or as anybody)."""
 
-    The service's user and group (``pumaguard-hb``) when that user exists; else the owner
-    and group of the settings file's folder (its nearest existing ancestor); never root:
-    a folder of root's is written as nobody/nogroup (which will usually fail, logged:
-    root's own files are not the hook's business).
+
+def _is_root() -> bool:
+    return os.geteuid() == 0 or os.getuid() == 0
+
+
+def _writable_by_others(st: os.stat_result) -> bool:
+    return bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _chain(folder: str) -> list[str]:
+    """``folder`` and each of its ancestors, from ``/`` down."""
+    out = [folder]
+    while True:
+        parent = os.path.dirname(out[-1])
+        if parent == out[-1]:
+            return out[::-1]
+        out.append(parent)
+
+
+def root_only_problem(path: Path) -> str | None:
+    """Why ``path`` is not a file that only root can write, or None when it is.
+
+    Only root can write it when: every folder on the way to it (as written, and as its
+    symlinks resolve) is root's and not group- or world-writable, a symlink on the way
+    is root's (it lies in a folder only root can write), and the file, when it exists, is
+    a regular file of root's, not group- or world-writable, with no other hard link.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    for place, follow in [(f, False) for f in _chain(folder)] + [
+        (f, True) for f in _chain(os.path.realpath(folder))
+    ]:
+        try:
+            st = os.stat(place) if follow else os.lstat(place)
+            if not follow and stat.S_ISLNK(st.st_mode):
+                if st.st_uid != 0:
+                    return f"{place} is a symlink of uid {st.st_uid}"
+                st = os.stat(place)
+        except FileNotFoundError:
+            break  # created later by root, in a folder checked above
+        except OSError as err:
+            return f"cannot check {place}: {err.strerror or err}"
+        if st.st_uid != 0:
+            return f"{place} belongs to uid {st.st_uid}"
+        if _writable_by_others(st):
+            return f"{place} is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"cannot check {path}: {err.strerror or err}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symlink"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if st.st_uid != 0:
+        return f"{path} belongs to uid {st.st_uid}"
+    if _writable_by_others(st):
+        return f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    if st.st_nlink != 1:
+        return f"{path} has {st.st_nlink} hard links"
+    return None
+
+
+def service_identity(path: Path) -> tuple[int, int, str | None] | None:
+    """Whom the hook acts as when dnsmasq runs it as root: ``(uid, gid, user name)``, or
+    None to stay root.
+
+    The service's user and group (``pumaguard-hb``) when that user exists. Without it, the
+    owner and group of the settings file's folder (its nearest existing ancestor) when that
+    is not root; a folder of root's is written as root only when only root can write the
+    file (:func:`root_only_problem`), else :class:`HookRefused`.
     """
     try:
         user = pwd.getpwnam(SERVICE_USER)
@@ -230,7 +315,15 @@ def service_identity(path: Path) -> tuple[int, int, str | None]:
             folder = folder.parent
     uid, gid = st.st_uid, st.st_gid
     if uid == 0:
-        return NOBODY, NOBODY, None
+        problem = root_only_problem(path)
+        if problem is None:
+            return None
+        raise HookRefused(
+            f"{path}: Permission denied: there is no {SERVICE_USER} user, and as root the "
+            f"hook writes only a file that only root can write, but {problem}; event not "
+            f"recorded (create the {SERVICE_USER} user, e.g. with systemd-sysusers, or make "
+            f"the file and its folders root's alone)"
+        )
     if gid == 0:
         gid = NOBODY
     try:
@@ -242,14 +335,19 @@ def service_identity(path: Path) -> tuple[int, int, str | None]:
 
 def drop_privileges(path: Path) -> None:
     """Run as root, become the service's user (see :func:`service_identity`) for good: real,
-    effective and saved ids, and only that user's groups. A no-op when not root.
+    effective and saved ids, and only that user's groups. A no-op when not root, and when
+    only root can write the settings file and there is no service user.
 
     Called before the hook opens any file, so a symlink planted by the service user (or
     by code it runs) at the lock, temp or settings path gets no more power than theirs.
     """
-    if os.geteuid() != 0 and os.getuid() != 0:
+    if not _is_root():
         return
-    uid, gid, name = service_identity(path)
+    who = service_identity(path)
+    if who is None:
+        log.debug("no %s user; %s is root's alone: acting as root", SERVICE_USER, path)
+        return
+    uid, gid, name = who
     groups = {gid}
     if name is not None:
         groups |= {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
