@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import InvalidValue
 from .logs import printable
-from .settings import check_http_path, check_method, check_port, check_seconds
+from .settings import check_http_path, check_interval, check_method, check_port, check_seconds
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
@@ -292,7 +292,7 @@ OVERRIDES = {
     "heartbeat_port": ("port", check_port),
     "heartbeat_timeout": ("timeout", check_seconds),
     "heartbeat_path": ("path", check_http_path),
-    "heartbeat_interval": ("interval", check_seconds),
+    "heartbeat_interval": ("interval", check_interval),  # at least MIN_INTERVAL
 }
 
 

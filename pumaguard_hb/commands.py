@@ -214,9 +214,18 @@ async def camera_remove(monitor: Monitor, args: dict[str, Any], peer: Peer) -> A
 
 
 async def config_get(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
-    """The heartbeat settings, or the one named by "key"."""
+    """The heartbeat settings, or the one named by "key"; secrets as their scheme and ***
+    unless "show_secrets" is true (root only)."""
     name = _str(args, "key", required=False)
-    values = monitor.settings.as_dict() if peer.root else monitor.settings.public_dict()
+    show = args.get("show_secrets", False)
+    if not isinstance(show, bool):
+        raise ProtocolError(BAD_ARGS, '"show_secrets" must be true or false')
+    if show and not peer.root:
+        raise PermissionDenied(
+            "permission denied: only root may read secrets back (--show-secrets); "
+            "without it, secrets show as their scheme and ***"
+        )
+    values = monitor.settings.as_dict() if show else monitor.settings.public_dict()
     if name is None:
         return {"settings": values, "help": {k.name: k.help for k in KEYS}}
     key = lookup_key(name)

@@ -27,7 +27,7 @@ from .notify import Notifier, watchdog_interval
 from .page import StatusPage
 from .paths import daemon_socket_path, state_dir
 from .server import ControlServer, SocketInUse
-from .settings import KEYS_BY_NAME, default_settings_path, raw_value
+from .settings import KEYS_BY_NAME, default_settings_path, raw_value, untrusted_view
 from .settings_file import SettingsFile
 from .store import CameraStore
 from .webstore import WebUIStore
@@ -112,18 +112,21 @@ def webui_url(option: str | None, own: SettingsFile | None) -> str:
         if value:
             try:
                 return str(key.check(where, value))
-            except InvalidValue as err:
-                raise SettingsError(where, f"invalid value {value!r}: {err.allowed}") from None
+            except InvalidValue as err:  # err.value: without a user name or password
+                raise SettingsError(where, f"invalid value {err.value!r}: {err.allowed}") from None
     if own is None:
         return ""
-    found = raw_value(own.read().doc, key)
+    doc = own.read().doc
+    if own.untrusted:  # a file others may write gives no privileged key (docs/security.md)
+        doc = untrusted_view(doc, str(own.path), own.untrusted)
+    found = raw_value(doc, key)
     if found is None:
         return ""
     try:
         return str(key.check(found[0], found[1]))
     except InvalidValue as err:
         raise SettingsError(
-            str(own.path), f"invalid value {found[1]!r}: {err.allowed}", found[0]
+            str(own.path), f"invalid value {err.value!r}: {err.allowed}", found[0]
         ) from None
 
 
@@ -142,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     store: CameraStore | None = None
     if url:
-        store = WebUIStore(WebUI(url), lambda: monitor.settings)
+        try:
+            store = WebUIStore(WebUI(url), lambda: monitor.settings)
+        except InvalidValue as err:  # never a traceback (settings.check_webui_url agrees)
+            print(f"pumaguard-heartbeat: {err.key}: {err.allowed}", file=sys.stderr)
+            return EX_CONFIG
     monitor = Monitor(shared, icmp, store, own)
     monitor.spool = state_dir(args.state_dir) / UNSAVED
     try:

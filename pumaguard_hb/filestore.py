@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .camera import Camera, camera_id
+from .settings import untrusted_camera
 from .settings_file import CAMERA_KEY_ORDER, SettingsFile, Snapshot
 from .station import DhcpOutcome, Station
 
@@ -65,7 +66,13 @@ class FileStore:
             view = copy.deepcopy(view)
             self.pending.apply(view)
         cameras = view.get("cameras")
-        return cameras if isinstance(cameras, list) else []
+        if not isinstance(cameras, list):
+            return []
+        why = self.file.untrusted  # a file others may write: no probe overrides from it
+        if why:
+            where = str(self.file.path)
+            return [untrusted_camera(entry, where, why) for entry in cameras]
+        return cameras
 
     async def publish(self, station: Station) -> Snapshot | None:
         patch, self.pending = self.pending, Patch()

@@ -51,6 +51,8 @@ from .settings_file import SettingsFile, Snapshot, StoreError
 from .station import MAX_LEARNED, Change, Station, check_event
 from .store import CameraStore
 from .sweep import Target
+from .webstore import CACHE as WEBUI_CACHE
+from .webstore import WebUIStore
 from .webui import WebUIError
 
 if TYPE_CHECKING:
@@ -101,6 +103,10 @@ class Monitor:
         self._urgent = False  # a change of state since the last publish (after_sweep)
         self._published_at = -math.inf  # monotonic time of after_sweep's last publish
         self.held = 0  # publishes held back: last_seen-only news (intervals.md)
+        # web UI mode: one task talks to the web UI, beside the sweeps (publish_beside)
+        self._publisher: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self._list_wanted = False
         self.schedule = Schedule(
             Hooks(
                 settings=lambda: self.settings,
@@ -129,6 +135,14 @@ class Monitor:
         self.settings = settings
         if not self.webui:
             self._listing(self.shared_doc)
+        elif isinstance(self.store, WebUIStore):
+            # the web UI may be down, late or broken: monitor from the first sweep the
+            # cameras it listed last (kept in the state folder) or its file lists
+            if self.spool is not None and self.store.cache is None:
+                self.store.cache = self.spool.with_name(WEBUI_CACHE)
+            entries = self.store.start_listing(self.shared_doc, self.shared.path)
+            if entries is not None:
+                self._apply_listing(entries)
         self._restore_unsaved()
 
     def _layered(self, shared: dict[str, Any], own: dict[str, Any] | None) -> Settings:
@@ -138,6 +152,9 @@ class Monitor:
             own,
             str(self.own.path) if self.own else "<config>",
             webui=self.webui,
+            # a file others may write gives no privileged key (docs/security.md)
+            shared_untrusted=self.shared.untrusted,
+            own_untrusted=self.own.untrusted if self.own else "",
         )
 
     def _take_docs(self, shared: Snapshot, own: Snapshot | None) -> None:
@@ -248,10 +265,46 @@ class Monitor:
             self.schedule.settings_changed()  # new cameras are due at once; intervals re-planned
 
     async def before_sweep(self) -> None:
-        """Before a sweep: take the camera list from a store that is polled (the web UI)."""
+        """Before a sweep: take the camera list from a store that is polled. The web UI's is
+        asked for by the publisher, beside the sweep: a new list is applied when it comes."""
+        if self.webui:
+            self._list_wanted = True
+            self._wake_publisher()
+            return
         entries = await self.store.listing(None)
         if entries is not None:
             self._apply_listing(entries)
+
+    def _wake_publisher(self) -> None:
+        """Web UI mode: have the publisher task run a round (started on first use)."""
+        if self._publisher is None or self._publisher.done():
+            self._kick = asyncio.Event()  # of this loop
+            self._publisher = asyncio.get_running_loop().create_task(
+                self._publish_beside(), name="webui-publisher"
+            )
+        self._kick.set()
+
+    async def _publish_beside(self) -> None:
+        """Web UI mode: the one task that talks to the web UI, beside the sweeps. Each round
+        takes the camera list (when a sweep asked for it) and sends what the web UI shows
+        wrongly, worked out from the station as it is when each report goes: however slow
+        the web UI, the sweeps keep their schedule, wake-ups coalesce into one round, and
+        the latest state of each camera is what it gets (docs/webui.md)."""
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                if self._list_wanted:
+                    self._list_wanted = False
+                    entries = await self.store.listing(None)
+                    if entries is not None:
+                        self._apply_listing(entries)
+                await self.store.publish(self.station)
+            except WebUIError:
+                pass  # the store says so once and shows it in status
+            except Exception:  # a bug here must not end the reports for good
+                log.exception("publishing to the web UI failed")
+                await asyncio.sleep(1)
 
     # -- problems shown in status, logged once -------------------------------------------
 
@@ -333,6 +386,9 @@ class Monitor:
         ``last_seen`` times (cameras on a ``heartbeat_interval`` shorter than the global one)
         is written at most once per min(camera_heartbeat_interval, 300 s); changes of state,
         check_now and anything pending are published at once (docs/intervals.md)."""
+        if self.webui:
+            self._wake_publisher()  # beside the sweep: a slow web UI never delays a probe
+            return
         interval = min(self.settings.interval, LAST_SEEN_HOLD_MAX)
         recent = time.monotonic() - self._published_at < interval - slack(interval)
         news = self._urgent or "write" in self.problems or bool(self.store.unsaved())
@@ -345,7 +401,11 @@ class Monitor:
 
     async def flush(self) -> None:
         """Publish what the daemon knows to its store (one write at most); on failure the
-        unpublished part is kept for the next try."""
+        unpublished part is kept for the next try. In web UI mode it wakes the publisher
+        task instead (returns at once)."""
+        if self.webui:
+            self._wake_publisher()
+            return
         async with self._write_lock:
             if "settings" in self.problems and not self.webui:
                 return  # the file does not parse, or vanished: never write over it
@@ -378,7 +438,10 @@ class Monitor:
         write waits in the state directory for the next start."""
         self.shared.lock_timeout = STOP_LOCK_TIMEOUT
         self.shared.settle_timeout = min(self.shared.settle_timeout, STOP_SETTLE_TIMEOUT)
-        await self.flush()
+        if self.webui:
+            await self._last_publish()
+        else:
+            await self.flush()
         unsaved = self.store.unsaved()
         if not unsaved or self.spool is None:
             if unsaved:
@@ -389,6 +452,18 @@ class Monitor:
             log.warning("could not save every change; kept in %s for the next start", self.spool)
         except OSError as err:
             log.error("could not keep unsaved changes in %s: %s", self.spool, err.strerror)
+
+    async def _last_publish(self) -> None:
+        """Web UI mode: stop the publisher; one last round, bounded (what it cannot send,
+        the next start finds different and sends; queued DHCP events are kept)."""
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._publisher
+        with contextlib.suppress(TimeoutError, WebUIError):
+            await asyncio.wait_for(self.store.publish(self.station), STOP_LOCK_TIMEOUT)
+        if isinstance(self.store, WebUIStore):
+            self.store.close()
 
     def _restore_unsaved(self) -> None:
         if self.spool is None:

@@ -6,6 +6,7 @@ hyphens (``camera-heartbeat-interval``); this module reads both spellings.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 from .errors import InvalidValue, SettingsError
 
+log = logging.getLogger(__name__)
 METHODS = ("icmp", "tcp", "both", "http", "https", "rtsp")
 #: at most this many cameras on a station (docs/security.md "Limits"): a longer list from
 #: the settings file or the web UI is one clear error, never a slower daemon
@@ -36,6 +38,15 @@ def check_seconds(key: str, value: Any) -> float:
     if value > 86400:
         raise InvalidValue(key, value, "must be at most 86400 seconds")
     return float(value) if isinstance(value, float) else value
+
+
+def check_interval(key: str, value: Any) -> float:
+    """Seconds between two checks of a camera: at least MIN_INTERVAL (a member of the group
+    may set a camera's interval; 0.001 s would be a flood, not monitoring)."""
+    seconds = check_seconds(key, value)
+    if seconds < MIN_INTERVAL:
+        raise InvalidValue(key, value, f"must be at least {MIN_INTERVAL} second (the minimum)")
+    return seconds
 
 
 def check_method(key: str, value: Any) -> str:
@@ -90,8 +101,8 @@ def check_urls(key: str, value: Any) -> tuple[str, ...]:
     value = as_list(value)
     if not isinstance(value, list | tuple) or not all(
         isinstance(u, str) and u.startswith(("http://", "https://")) and " " not in u for u in value
-    ):
-        raise InvalidValue(key, value, "must be a list of http:// or https:// URLs")
+    ):  # a webhook URL is often its own token: the error shows each as its scheme only
+        raise InvalidValue(key, redact_value(value), "must be a list of http:// or https:// URLs")
     return tuple(value)
 
 
@@ -114,21 +125,37 @@ def check_listen(key: str, value: Any) -> str:
 
 
 def check_webui_url(key: str, value: Any) -> str:
+    """The web UI's base URL, as webui.check_url takes it: no user name or password (the
+    URL is shown in the log and status), no query or fragment. A refused value is shown
+    without what could be a credential."""
     if value is None or value == "":
         return ""
-    if isinstance(value, str):
-        from urllib.parse import urlsplit
+    allowed = "must be the web UI's URL such as http://127.0.0.1:5000 (empty: off)"
+    if not isinstance(value, str):
+        raise InvalidValue(key, value, allowed)
+    from urllib.parse import urlsplit
 
-        try:
-            parts = urlsplit(value.strip())
-            parts.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError:
-            parts = None
-        if parts and parts.scheme in ("http", "https") and parts.hostname and not parts.query:
-            return value.strip().rstrip("/")
-    raise InvalidValue(
-        key, value, "must be the web UI's URL such as http://127.0.0.1:5000 (empty: off)"
-    )
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise InvalidValue(key, redact_url(text), allowed + "; the port must be 1-65535") from None
+    if "@" in parts.netloc:
+        raise InvalidValue(
+            key, redact_url(text), allowed + "; without a user name or password (it is shown)"
+        )
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or text.endswith(("?", "#"))
+        or port == 0
+        or any(ord(c) < 33 or not c.isprintable() for c in text)
+    ):
+        raise InvalidValue(key, redact_url(text), allowed)
+    return text.rstrip("/")
 
 
 STATION_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -185,7 +212,7 @@ def check_password(key: str, value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or not value.isprintable() or len(value) > 1000:
-        raise InvalidValue(key, "…", "must be one line of printable text (empty for none)")
+        raise InvalidValue(key, REDACTED, "must be one line of printable text (empty for none)")
     return value  # as given: spaces may belong to it; never echoed in an error
 
 
@@ -240,7 +267,8 @@ def check_apprise_urls(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(
         isinstance(u, str) and "://" in u and u.isprintable() and " " not in u for u in value
     ):
-        raise InvalidValue(key, "…", "must be a list of Apprise URLs such as tgram://TOKEN/CHAT")
+        allowed = "must be a list of Apprise URLs such as tgram://TOKEN/CHAT"
+        raise InvalidValue(key, redact_value(value), allowed)
     return tuple(value)
 
 
@@ -318,7 +346,13 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key("camera_heartbeat_enabled", "enabled", True, check_bool, "probe at all"),
-    Key("camera_heartbeat_interval", "interval", 60, check_seconds, "seconds between sweeps"),
+    Key(
+        "camera_heartbeat_interval",
+        "interval",
+        60,
+        check_interval,
+        f"seconds between sweeps (at least {MIN_INTERVAL})",
+    ),
     Key(
         "camera_heartbeat_method",
         "method",
@@ -603,8 +637,9 @@ class Settings:
         return out
 
     def public_dict(self) -> dict[str, Any]:
-        """as_dict() with secrets (passwords, token-bearing URLs) redacted: what anybody
-        but root may see, and what is fit for a log."""
+        """as_dict() with secrets (passwords, token-bearing URLs) redacted: what anybody,
+        root included, is shown (``config get --show-secrets`` is root's way to read one),
+        and what is fit for a log."""
         out = self.as_dict()
         for key in KEYS:
             if key.secret and out[key.name]:
@@ -614,15 +649,35 @@ class Settings:
         return out
 
 
-REDACTED = "********"
+REDACTED = "***"
 
 
 def redact_secret(value: str) -> str:
-    """A secret URL as its scheme only (``tgram://…``); anything else as asterisks."""
+    """A secret URL as its scheme and ``***`` (``tgram://***``); anything else as ``***``."""
     scheme, sep, _rest = value.partition("://")
-    if sep and scheme.isalnum():
-        return f"{scheme}://…"
+    if sep and scheme.isalnum() and scheme.isascii() and len(scheme) <= 20:
+        return f"{scheme}://{REDACTED}"
     return REDACTED
+
+
+def redact_value(value: Any) -> Any:
+    """A secret setting's value as an error message or the log may show it: each URL of a
+    list as :func:`redact_secret`, anything else as ``***``."""
+    if isinstance(value, list | tuple):
+        return [redact_secret(v) if isinstance(v, str) else REDACTED for v in value[:10]]
+    return redact_secret(value) if isinstance(value, str) else REDACTED
+
+
+def redact_url(text: str) -> str:
+    """A URL with its user name and password (``user:pass@``) as ``***@``; other URLs as
+    they are (the web UI's address is no secret, credentials in it are)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return redact_secret(text)
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        return f"{redact_secret(scheme + '://')}@{netloc.rpartition('@')[2]}{slash}{path}"
+    return text
 
 
 def lookup_key(name: str) -> Key:
@@ -651,8 +706,22 @@ def spelling_for(doc: Mapping[str, Any], key: Key) -> str:
     return key.hyphenated
 
 
+def check_camera_count(doc: Mapping[str, Any], path: str) -> None:
+    """SettingsError when the document lists more than MAX_CAMERAS cameras."""
+    cameras = doc.get("cameras")
+    if isinstance(cameras, list) and len(cameras) > MAX_CAMERAS:
+        raise SettingsError(
+            path,
+            f"{len(cameras)} cameras listed: at most {MAX_CAMERAS} are monitored "
+            "(docs/security.md); remove some",
+            "cameras",
+        )
+
+
 def parse_settings(doc: Mapping[str, Any], path: str = "<settings>") -> Settings:
-    """Validate the heartbeat keys of a settings document; SettingsError names key and value."""
+    """Validate the heartbeat keys of a settings document; SettingsError names key and value
+    (a secret's value as its scheme and ``***``). More than MAX_CAMERAS cameras is an error."""
+    check_camera_count(doc, path)
     values: dict[str, Any] = {}
     for key in KEYS:
         found = raw_value(doc, key)
@@ -662,11 +731,69 @@ def parse_settings(doc: Mapping[str, Any], path: str = "<settings>") -> Settings
         try:
             values[key.attr] = key.check(spelling, value)
         except InvalidValue as err:
-            shown = err.value  # the check's own excerpt of a large value
-            raise SettingsError(path, f"invalid value {shown!r}: {err.allowed}", spelling) from err
+            shown = err.value  # the check's own excerpt of a large value (secrets redacted)
+            if key.secret:
+                shown = redact_value(value)
+            raise SettingsError(path, f"invalid value {shown!r}: {err.allowed}", spelling) from None
     names = {f.name for f in fields(Settings)}
     assert set(values) <= names
     return replace(Settings(), **values)
+
+
+#: per-camera overrides that point a probe somewhere: privileged (docs/security.md)
+PRIVILEGED_OVERRIDES = ("heartbeat_method", "heartbeat_port", "heartbeat_path", "heartbeat_url")
+_said_ignored: set[tuple[str, str]] = set()  # (file, key) already named in the log
+
+
+def _ignored(path: str, key: str, why: str) -> None:
+    """Say once per file and key that a privileged key of an untrusted file is ignored."""
+    if (path, key) in _said_ignored:
+        return
+    if len(_said_ignored) < 1000:
+        _said_ignored.add((path, key))
+    log.warning(
+        "%s: %s ignored: %s; a privileged key is honoured only from a file that only root "
+        "and the service user can write (docs/security.md)",
+        path,
+        key,
+        why,
+    )
+
+
+def untrusted_view(doc: Mapping[str, Any], path: str, why: str) -> dict[str, Any]:
+    """``doc`` as a file that others may write is honoured: without its privileged keys and
+    without the privileged fields of ``camera_heartbeat_cameras``; each is named once in the
+    log (file and key), and everything else is used. The one place that strips them."""
+    out: dict[str, Any] = {}
+    for name, value in doc.items():
+        key = KEYS_BY_NAME.get(name) if isinstance(name, str) else None
+        if key is not None and key.privileged:
+            _ignored(path, name, why)
+            continue
+        if key is not None and key.check is check_camera_overrides and isinstance(value, dict):
+            value = {mac: _without_overrides(f, path, name, why) for mac, f in value.items()}
+        out[name] = value
+    return out
+
+
+def untrusted_camera(entry: Any, path: str, why: str) -> Any:
+    """A camera record (an item of a ``cameras`` list) from a file or a place that others
+    may write: without its probe overrides (method, port, path, URL), named once in the log."""
+    return _without_overrides(entry, path, "cameras", why)
+
+
+def _without_overrides(fields_: Any, path: str, where: str, why: str) -> Any:
+    if not isinstance(fields_, dict):
+        return fields_
+    out = {}
+    for name, value in fields_.items():
+        canonical = name.replace("-", "_") if isinstance(name, str) else name
+        if canonical in PRIVILEGED_OVERRIDES:
+            if value is not None:
+                _ignored(path, f"{where}: {canonical}", why)
+            continue
+        out[name] = value
+    return out
 
 
 def layered_settings(
@@ -675,15 +802,23 @@ def layered_settings(
     own: Mapping[str, Any] | None = None,
     own_path: str = "<config>",
     webui: bool = False,
+    shared_untrusted: str = "",
+    own_untrusted: str = "",
 ) -> Settings:
     """The settings the daemon runs on: the shared file's heartbeat keys, overridden by the
     daemon's own config file where it sets a key. In web UI mode the shared
     ``camera-heartbeat-enabled`` is the web UI's own switch and never turns the daemon off.
+    A file others may write (``*_untrusted``: why, from SettingsFile.untrusted) gives no
+    privileged key (:func:`untrusted_view`).
 
     Raises SettingsError naming the file (and key) that holds a bad value.
     """
     if webui:
         shared = {k: v for k, v in shared.items() if KEYS_BY_NAME.get(k) is not _ENABLED}
+    if shared_untrusted:
+        shared = untrusted_view(shared, shared_path, shared_untrusted)
+    if own and own_untrusted:
+        own = untrusted_view(own, own_path, own_untrusted)
     base = parse_settings(shared, shared_path)
     if not own:
         return base

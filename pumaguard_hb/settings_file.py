@@ -4,7 +4,12 @@ Every write takes an exclusive ``flock`` on a sidecar lock file (``<file>.lock``
 shared with any other cooperating writer), re-reads the file, applies a
 the caller's change, and replaces the file atomically (temp file in the same folder,
 fsync, rename, fsync of the folder), keeping its mode and owner. A file that
-does not parse is never written over.
+does not parse is never written over. What the daemon creates (the file, its lock, temp
+files, a missing folder) is for the service user alone: 0600 (0700).
+
+A file (or its folder) that anybody but root and the service user may write is
+*untrusted* (:func:`untrusted_reason`, sshd's ``StrictModes``): its privileged keys are
+ignored (settings.untrusted_view; docs/security.md).
 """
 
 from __future__ import annotations
@@ -69,6 +74,23 @@ if hasattr(yaml, "CSafeLoader"):
     _LOADER = _CSafeLoader
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 CAMERA_KEY_ORDER = ("hostname", "ip_address", "last_seen", "mac_address", "status")
+
+
+def untrusted_reason(file: os.stat_result | None, folder: os.stat_result, uid: int) -> str:
+    """Why a settings file with these stats may be written by somebody other than root and
+    the user ``uid`` (the service user: the daemon's own); '' when it may not (trusted).
+    ``file`` None: there is no file (nothing in it to trust)."""
+    for what, st in (("the file", file), ("its folder", folder)):
+        if st is None:
+            continue
+        if st.st_uid not in (0, uid):
+            return f"{what} belongs to another user (uid {st.st_uid})"
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & stat.S_IWOTH:
+            return f"{what} is writable by anybody (mode {mode:04o})"
+        if mode & stat.S_IWGRP:
+            return f"{what} is writable by its group (gid {st.st_gid}, mode {mode:04o})"
+    return ""
 
 
 class StoreError(HeartbeatError):
@@ -137,11 +159,33 @@ class SettingsFile:
         # one is a write in progress (None: nothing read yet)
         self.last_good_size: int | None = None
         self.settle_timeout = SETTLE_TIMEOUT if settle_timeout is None else settle_timeout
+        # why the file as last read may be written by others ('' = trusted); see trust()
+        self.untrusted = ""
 
     @property
     def lock_path(self) -> Path:
         """The sidecar lock file every cooperating writer takes."""
         return self.path.with_name(self.path.name + ".lock")
+
+    def trust(self) -> str:
+        """Why the file (or the folder it is in, or the folder its symlink is in) may be
+        written by others than root and this process's user; '' when it may not."""
+        try:
+            file: os.stat_result | None = os.stat(self.path)
+        except FileNotFoundError:
+            file = None
+        except OSError as err:
+            return f"cannot stat it: {err.strerror}"
+        folders = {self.path.parent, Path(os.path.realpath(self.path)).parent}
+        for folder in sorted(folders):
+            try:
+                folder_st = os.stat(folder)
+            except OSError as err:
+                return f"cannot stat {folder}: {err.strerror}"
+            why = untrusted_reason(file, folder_st, os.geteuid())
+            if why:
+                return why.replace("its folder", f"its folder {folder}")
+        return ""
 
     def identity(self) -> tuple[int, int, int, int] | None:
         """What identifies the file's current version, to notice changes cheaply."""
@@ -187,6 +231,7 @@ class SettingsFile:
             raise error
         assert doc is not None
         self.last_good_size = len(data)
+        self.untrusted = self.trust()
         return Snapshot(doc, before, ascii_only=data.isascii())
 
     def _try_decode(self, data: bytes) -> tuple[dict[str, Any] | None, SettingsError | None]:
@@ -287,10 +332,11 @@ class SettingsFile:
     def locked(self) -> Iterator[None]:
         """Hold the shared exclusive lock (bounded wait) for a read-modify-write."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # O_NOFOLLOW: a symlink planted at the lock path is refused, never followed
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # O_NOFOLLOW: a symlink planted at the lock path is refused, never followed;
+            # a lock we create is ours alone (0600); one that exists keeps its mode
             fd = os.open(
-                self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660
+                self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
             )
         except OSError as err:
             raise StoreError(f"cannot open lock file {self.lock_path}: {err.strerror}") from None
@@ -328,6 +374,7 @@ class SettingsFile:
                 if not change(snap.doc):
                     return snap
                 if self._replace(snap):
+                    self.untrusted = self.trust()  # a new file is 0600; an old one kept its mode
                     return Snapshot(snap.doc, self.identity(), snap.ascii_only)
                 # a writer that takes no lock (the web UI) saved in place while we wrote:
                 # renaming now would throw its save away; read it and apply ours again
@@ -359,7 +406,7 @@ class SettingsFile:
             )
         _remove_stale_temps(folder, target.name)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             # a new file of ours (O_EXCL, O_NOFOLLOW): chmod/chown touch only what we created
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
@@ -369,7 +416,7 @@ class SettingsFile:
                     os.fchmod(fd, stat.S_IMODE(old.st_mode))
                     _keep_owner(fd, old)
                 else:
-                    os.fchmod(fd, 0o660)
+                    os.fchmod(fd, 0o600)  # a new file is the service user's alone
                 view = memoryview(text.encode("utf-8"))
                 while view:
                     view = view[os.write(fd, view) :]

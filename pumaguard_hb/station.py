@@ -24,6 +24,7 @@ Where the list comes from and where observations go is a store's business
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,7 @@ from .camera import (
 from .dhcp import ACTIONS, IGNORED_ACTIONS, is_camera_name
 from .errors import CameraNotFound, Conflict, InvalidValue
 from .probe import DEFAULT_PORTS, ProbeResult
-from .settings import Settings
+from .settings import MAX_CAMERAS, Settings
 from .sweep import Target
 
 #: DHCP learns no new camera once the station has this many (a client cycling MAC
@@ -149,6 +150,9 @@ class Station:
     def listing(self, entries: Iterable[Any], now: float) -> ListingOutcome:
         """Take the station's camera list from outside; the daemon keeps what it observed."""
         outcome = ListingOutcome()
+        entries = list(itertools.islice(entries, MAX_CAMERAS + 1))
+        if len(entries) > MAX_CAMERAS:  # the settings' error says so (docs/security.md)
+            return outcome  # nothing changes: the last good list stays
         cameras: dict[str, Camera] = {}
         for entry in entries:
             spec = spec_from_entry(entry)
@@ -274,7 +278,10 @@ class Station:
     # -- by hand ------------------------------------------------------------------------------
 
     def add(self, spec: Spec) -> Camera:
-        """Add a camera by hand; Conflict if its id (or, without a MAC, its IP) is taken."""
+        """Add a camera by hand; Conflict if its id (or, without a MAC, its IP) is taken,
+        or when the station has MAX_CAMERAS cameras."""
+        if len(self.cameras) >= MAX_CAMERAS:
+            raise Conflict(f"the station has {len(self.cameras)} cameras: at most {MAX_CAMERAS}")
         for other in self.cameras.values():
             if other.id == spec.id or (
                 other.ip_address == spec.ip_address and not spec.mac_address

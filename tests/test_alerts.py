@@ -248,8 +248,8 @@ def test_clean_and_secrets_redacted() -> None:
     assert clean("cam\r\nBcc: evil@x\x00\x1b[31m") == "cam Bcc: evil@x [31m"
     s = Settings(smtp_password="pw", apprise_urls=("tgram://123:TOKEN/456", "json://h/p"))
     public = s.public_dict()
-    assert public["camera_heartbeat_smtp_password"] == "********"
-    assert public["camera_heartbeat_apprise_urls"] == ["tgram://…", "json://…"]
+    assert public["camera_heartbeat_smtp_password"] == "***"
+    assert public["camera_heartbeat_apprise_urls"] == ["tgram://***", "json://***"]
     assert "TOKEN" not in json.dumps(public) and "pw" not in json.dumps(public)
     assert s.as_dict()["camera_heartbeat_smtp_password"] == "pw"
 
@@ -407,7 +407,7 @@ def test_apprise_json_and_mailto(
     # counted once Apprise's notify() returns, which may be a moment after the mail arrived
     st = wait_for(lambda: (s := d.call("status"))["alerts"]["apprise"]["sent"] and s, 30)
     assert st["alerts"]["apprise"]["sent"] == 1
-    assert st["alerts"]["apprise"]["urls"] == ["json://…", "mailto://…"]
+    assert st["alerts"]["apprise"]["urls"] == ["json://***", "mailto://***"]
     assert PASSWORD not in json.dumps(st) and PASSWORD not in d.log()
     assert d.stop() == 0
 
@@ -486,7 +486,7 @@ def test_alert_test_command_reports_each_channel(
     assert done.returncode == 6, done.stdout + done.stderr  # Apprise: one URL failed
     lines = done.stdout.splitlines()
     assert any(line.startswith("mail") and "sent" in line for line in lines), done.stdout
-    assert any(line.startswith("apprise") and "FAILED" in line and "json://…" in line
+    assert any(line.startswith("apprise") and "FAILED" in line and "json://***" in line
                for line in lines), done.stdout  # fmt: skip
     (msg,) = wait_for(smtp_plain.got, 10)
     assert msg["Subject"] == "[creek-station] test alert"
@@ -525,17 +525,21 @@ def test_secrets_are_root_only_and_never_shown() -> None:
             shown = run_cli("--json", "config", "get", env=env, prefix=mine, python=python)
             assert shown.returncode == 0, shown.stderr
             values = json.loads(shown.stdout)["settings"]
-            assert values["camera_heartbeat_apprise_urls"] == ["tgram://…"]
-            assert values["camera_heartbeat_webhooks"] == ["http://…"]  # its path is a token
+            assert values["camera_heartbeat_apprise_urls"] == ["tgram://***"]
+            assert values["camera_heartbeat_webhooks"] == ["http://***"]  # its path is a token
             denied = run_cli("config", "set", "camera_heartbeat_smtp_password", "x",
                              env=env, prefix=mine, python=python)  # fmt: skip
             assert denied.returncode == 4, denied.stderr
             ok = run_cli("--json", "config", "set", "camera_heartbeat_smtp_password",
                          "hunter2-pw", env=env)  # fmt: skip
             assert ok.returncode == 0, ok.stderr
-            assert json.loads(ok.stdout)["value"] == "********"
+            assert json.loads(ok.stdout)["value"] == "***"
             root = json.loads(run_cli("--json", "config", "get", env=env).stdout)["settings"]
-            assert root["camera_heartbeat_smtp_password"] == "hunter2-pw"  # root may see it
+            assert root["camera_heartbeat_smtp_password"] == "***"  # root too, unless asked
+            asked = run_cli("--json", "config", "get", "--show-secrets", env=env)
+            assert json.loads(asked.stdout)["settings"]["camera_heartbeat_smtp_password"] == (
+                "hunter2-pw"  # root may read it back
+            )
             member_view = run_cli("--json", "status", env=env, prefix=mine, python=python)
             assert (
                 "hunter2-pw" not in member_view.stdout and "SECRETTOKEN" not in member_view.stdout

@@ -311,7 +311,7 @@ class Station:
         self.d = Daemon(folder)
         self.d.log_path = Path(tempfile.mkdtemp(prefix="phb-log-")) / "daemon.log"
         write_settings(self.d.settings, {
-            "camera-heartbeat-interval": 0.3,
+            "camera-heartbeat-interval": 1,  # the minimum
             "camera-heartbeat-tcp-timeout": 0.3,
             "camera-heartbeat-tcp-port": self.addr[1],
             "web-ui-key": {"keep": [1, 2, 3]},

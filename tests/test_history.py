@@ -227,7 +227,7 @@ def start(d: Daemon, state: Path) -> Daemon:
     return d.start(args=["--state-dir", str(state)])
 
 
-def settings_for(d: Daemon, port: int, interval: float = 0.3, status: str = "disconnected") -> None:
+def settings_for(d: Daemon, port: int, interval: float = 1, status: str = "disconnected") -> None:
     write_settings(
         d.settings,
         {

@@ -62,7 +62,7 @@ def hostile_doc(port: int, good_ip: str) -> dict[str, Any]:
         {"ip_address": "127.0.0.50", "last_seen": "yesterday", "status": 5},
     ]
     return {
-        "camera-heartbeat-interval": 0.5,
+        "camera-heartbeat-interval": 1,  # the minimum
         "camera-heartbeat-tcp-timeout": 0.5,
         "camera-heartbeat-tcp-port": port,
         "some-web-ui-key": {"nested": [1, 2, 3]},
@@ -290,7 +290,7 @@ def test_hostile_dhcp_events_and_camera_add_over_the_socket(tmp_path: Path,
 
 def test_non_utf8_settings_file(tmp_path: Path, listeners: Listeners) -> None:
     ip, port = listeners.open("127.0.0.67")
-    good = yaml.safe_dump({"camera-heartbeat-interval": 0.5, "camera-heartbeat-tcp-port": port,
+    good = yaml.safe_dump({"camera-heartbeat-interval": 1, "camera-heartbeat-tcp-port": port,
                            "cameras": [camera("Microseven-cam", ip, GOOD_MAC)]}).encode()
     broken = good.replace(b"Microseven-cam", b"Microseven-\xff\xfe")
     settings_path = tmp_path / "pumaguard-settings.yaml"

@@ -215,7 +215,7 @@ def test_on_change_command_gets_no_capabilities_and_a_minimal_env() -> None:
             write_settings(
                 d.settings,
                 {
-                    "camera-heartbeat-interval": 0.3,
+                    "camera-heartbeat-interval": 1,  # the minimum
                     "camera-heartbeat-tcp-timeout": 0.3,
                     "camera-heartbeat-tcp-port": port,
                     "camera_heartbeat_on_change_command": f"/usr/bin/python3 {folder}/dump.py "

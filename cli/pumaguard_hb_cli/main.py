@@ -499,18 +499,28 @@ def format_value(value: Any) -> str:
 
 @config.command("get")
 @click.argument("key", required=False)
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Show passwords and token-bearing URLs as they are (root only; else scheme and ***).",
+)
 @common_options
-def config_get(key: str | None) -> int:
+def config_get(key: str | None, show_secrets: bool) -> int:
     """Show the heartbeat settings, or the value of one KEY.
 
     Keys may be spelled with underscores or, like the PumaGuard web UI, hyphens.
+    Secrets show as their scheme and *** unless root asks with --show-secrets.
 
     \b
     Example:
       pumaguard-hb config get
       pumaguard-hb config get camera_heartbeat_interval
+      sudo pumaguard-hb config get --show-secrets camera_heartbeat_webhooks
     """
-    result = ask("config_get", {"key": key} if key else {})
+    args: dict[str, Any] = {"key": key} if key else {}
+    if show_secrets:
+        args["show_secrets"] = True
+    result = ask("config_get", args)
     if as_json():
         emit_json(result)
     elif key:
