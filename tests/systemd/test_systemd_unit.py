@@ -59,6 +59,10 @@ def test_package_install_start_stop_purge(installed: nspawn.Container) -> None:
     run_dir, sock = listing.stdout.splitlines()
     assert run_dir in ("750 pumaguard-hb pumaguard-hb", "755 pumaguard-hb pumaguard-hb")
     assert sock == "660 pumaguard-hb pumaguard-hb"
+    # The state folder holds secrets: the service user's alone (docs/security.md).
+    state = c.run(["stat", "-c", "%a %U %G", "/var/lib/pumaguard-heartbeat"]).stdout.strip()
+    assert state == "700 pumaguard-hb pumaguard-hb"
+    assert c.show(UNIT, "UMask") == "0077"
 
     # The journal has the daemon's lines and no traceback.
     journal = c.journal(UNIT)
