@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 WANT_NOFILE = 65536  # the unit's LimitNOFILE=
 
 
@@ -95,10 +97,15 @@ def _restart_from_a_reachable_path() -> None:
     os.execve(executable, [executable, *argv[1:]], env)
 
 
-def pytest_configure() -> None:
+def pytest_configure(config: pytest.Config) -> None:
     # Here, not at import: pytest captures the output while it imports conftest files,
     # and a restart then would write into its capture files.
     _restart_from_a_reachable_path()
+    config.addinivalue_line(
+        "markers",
+        "daemon_log(exit=0, allow=[]): how the test's daemons may end — exit statuses and "
+        "regexes of the ERROR lines/tracebacks it provokes (docs/testing.md)",
+    )
 
 
 if os.environ.get(_MOUNTED_ENV):
@@ -106,6 +113,12 @@ if os.environ.get(_MOUNTED_ENV):
 
     atexit.register(_unmount, Path(os.environ[_MOUNTED_ENV]))
 
-from harness import daemon_factory, listeners, no_daemon_left_behind  # noqa: E402
+from harness import (  # noqa: E402
+    daemon_factory,
+    listeners,
+    module_daemons_checked,
+    no_daemon_left_behind,
+)
 
-__all__ = ["daemon_factory", "listeners", "no_daemon_left_behind"]
+__all__ = ["daemon_factory", "listeners", "module_daemons_checked", "no_daemon_left_behind"]
+pytest_plugins = ["parallel"]  # tests/parallel.py: xdist groups, skips CI must not have, report

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,61 @@ def wait_for(predicate: Any, timeout: float = 10.0, step: float = 0.05) -> Any:
 
 
 RUNNING: set[Daemon] = set()  # started and not yet stopped; conftest stops them after a test
+# Daemons started while a test ran (None between tests: module fixtures' daemons go to
+# MODULE_STARTED); each is checked when the test ends (docs/testing.md).
+TEST_STARTED: list[Daemon] | None = None
+MODULE_STARTED: list[Daemon] = []
+
+# What a daemon's log may not contain unless the test declares it: an ERROR (or worse) line
+# of logs.setup()'s formats (timestamped, or <N> syslog prefixes under journald), and any
+# Python traceback. One finding is the line and the lines that follow it up to the next log
+# line (a log.exception's traceback belongs to its ERROR line).
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z]+ |<\d>)")
+_BAD_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (ERROR|CRITICAL) |<[0-3]>)|^Traceback \(most recent"
+)
+
+
+def log_findings(text: str, allow: Iterable[str] = ()) -> list[str]:
+    """The ERROR lines and tracebacks in a daemon's log (each with the lines that belong to
+    it) that no regular expression of ``allow`` matches (``re.search`` over the finding)."""
+    patterns = [re.compile(a) for a in allow]
+    found: list[list[str]] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if current is not None and line.startswith("<") and current[-1][:3] == line[:3]:
+            current.append(line)  # under journald every line of one message has the prefix
+        elif _BAD_LINE.match(line):
+            current = [line]
+            found.append(current)
+        elif _LOG_LINE.match(line):
+            current = None
+        elif current is not None:
+            current.append(line)
+    blocks = ["\n".join(f) for f in found]
+    return [b for b in blocks if not any(p.search(b) for p in patterns)]
+
+
+class Expect:
+    """What a test declares about how its daemons end: the exit statuses it expects (default
+    0, after SIGTERM) and regular expressions for the ERROR lines and tracebacks it provokes."""
+
+    def __init__(self, exit: int | Iterable[int] = 0, allow: Iterable[str] = ()) -> None:
+        self.exit = {exit} if isinstance(exit, int) else set(exit)
+        self.allow = list(allow)
+
+    @classmethod
+    def of(cls, node: Any) -> Expect:
+        """The ``daemon_log`` marker closest to a test (or module): what it declares."""
+        marker = node.get_closest_marker("daemon_log") if node is not None else None
+        if marker is None:
+            return cls()
+        return cls(marker.kwargs.get("exit", 0), marker.kwargs.get("allow", ()))
+
+    def merged(self, other: Expect | None) -> Expect:
+        if other is None:
+            return self
+        return Expect(self.exit | other.exit, [*self.allow, *other.allow])
 
 
 class Daemon:
@@ -50,6 +106,16 @@ class Daemon:
         self.socket = tmp / "hb.sock"
         self.log_path = tmp / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.runs: list[subprocess.Popen[bytes]] = []  # every process started, for the check
+        self.expected: Expect | None = None  # set by expect()
+        self.checked = False
+
+    def expect(self, exit: int | Iterable[int] = 0, allow: Iterable[str] = ()) -> Daemon:
+        """Declare how this daemon may end: exit statuses (0 is always fine after SIGTERM
+        unless ``exit`` leaves it out) and regexes of the ERROR lines/tracebacks the test
+        provokes. Without it the teardown check wants exit 0 and a log free of both."""
+        self.expected = Expect(exit, allow)
+        return self
 
     def start(
         self,
@@ -82,7 +148,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             cmd, env=full_env, stdout=self._log, stderr=self._log, cwd=REPO
         )
-        RUNNING.add(self)
+        self.track()
         if wait:
             self.wait_ready()
         return self
@@ -111,12 +177,45 @@ class Daemon:
         """Everything the daemon wrote to stderr so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def track(self) -> None:
+        """Register ``self.proc`` (just started) for cleanup and for the teardown check; for
+        tests that start the process themselves (under ``setpriv``, say)."""
+        assert self.proc is not None
+        RUNNING.add(self)
+        self._register()
+
+    def _register(self) -> None:
+        """Note this run for the check at the end of the test (or module)."""
+        assert self.proc is not None
+        if self.proc not in self.runs:
+            self.runs.append(self.proc)
+        started = MODULE_STARTED if TEST_STARTED is None else TEST_STARTED
+        if self not in started:
+            started.append(self)
+        self.checked = False
+
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
 
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM, then SIGKILL if it does not stop in time; returns the exit status."""
+    def problems(self, expect: Expect) -> list[str]:
+        """Why this daemon did not end as expected (empty: it did): an exit status not
+        declared, an ERROR line or a traceback not declared."""
+        want = expect.merged(self.expected) if self.expected else expect
+        found = []
+        for n, proc in enumerate(self.runs, 1):
+            code = proc.poll()
+            if code is None:
+                found.append(f"run {n} (pid {proc.pid}) is still running")
+            elif code not in want.exit:
+                how = f"signal {-code}" if code < 0 else f"exit status {code}"
+                found.append(f"run {n} (pid {proc.pid}) ended with {how}, expected {want.exit}")
+        found += [f"unexpected in the log:\n{f}" for f in log_findings(self.log(), want.allow)]
+        return found
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not stop in time (a loaded machine: generous; the
+        check then reports signal 9); returns the exit status."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -128,20 +227,69 @@ class Daemon:
                 self.proc.wait(5)
         self._log.close()
         RUNNING.discard(self)
+        self._register()  # also a process the test started itself and put in RUNNING
         return self.proc.returncode
 
 
+def check_daemons(daemons: Iterable[Daemon], expect: Expect) -> None:
+    """Fail (``pytest.fail``) when one of ``daemons`` did not end clean (see
+    :meth:`Daemon.problems`); the message names each problem and the log's tail."""
+    report = []
+    for d in daemons:
+        if d.checked or d in RUNNING:
+            continue
+        d.checked = True
+        problems = d.problems(expect)
+        if problems:
+            report.append(
+                f"daemon on {d.socket}:\n  "
+                + "\n  ".join(problems)
+                + f"\n--- its log (tail):\n{d.log()[-3000:]}"
+            )
+    if report:
+        pytest.fail(
+            "a daemon did not end clean (exit 0 on SIGTERM, no ERROR line, no traceback); "
+            "if the test provokes it, declare it: @pytest.mark.daemon_log(exit=..., "
+            "allow=[regex, ...]) or daemon.expect(...) (docs/testing.md)\n" + "\n".join(report),
+            pytrace=False,
+        )
+
+
 @pytest.fixture(autouse=True)
-def no_daemon_left_behind() -> Iterator[None]:
-    """Stop every daemon a test started, even when the test failed before stopping it.
+def no_daemon_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop every daemon a test started, even when the test failed before stopping it; then
+    check that each ended clean (:func:`check_daemons`, docs/testing.md).
 
     Daemons of module- or session-scoped fixtures were started before this fixture and
-    are left to their own teardown.
+    are left to their own teardown (and :func:`module_daemons_checked`).
     """
+    global TEST_STARTED
     before = set(RUNNING)
+    started: list[Daemon] = []
+    TEST_STARTED = started
+    try:
+        yield
+        for d in RUNNING - before:
+            d.stop()  # registers it in started
+    finally:
+        for d in RUNNING - before:
+            d.stop()
+        TEST_STARTED = None
+    check_daemons(started, Expect.of(request.node))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def module_daemons_checked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The check of :func:`no_daemon_left_behind` for daemons that module-scoped fixtures
+    start (set up before them, so torn down after them)."""
+    MODULE_STARTED.clear()
     yield
-    for d in RUNNING - before:
-        d.stop()
+    mine = list(MODULE_STARTED)
+    MODULE_STARTED.clear()
+    for d in mine:
+        if d in RUNNING:
+            d.stop()
+    check_daemons(mine, Expect.of(request.node))
 
 
 @pytest.fixture

@@ -41,6 +41,8 @@ def test_full_backlog_is_waited_out(tmp_path: Path) -> None:
         client = socket.socket(socket.AF_UNIX)
         client.settimeout(3)
         _connect(client, path)  # raised BlockingIOError before the fix
+        assert client.getpeername() == str(path)  # connected, to this server's socket
+        assert client.recv(1) == b""  # and accepted by it: it closes what it accepts
         client.close()
     finally:
         for c in queued:

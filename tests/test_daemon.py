@@ -284,6 +284,7 @@ def test_missing_file_means_defaults_and_no_cameras(daemon_factory) -> None:
     assert not d.settings.exists()
 
 
+@pytest.mark.daemon_log(allow=[r"ERROR .*invalid value -1: .*keeping the last good settings"])
 def test_outside_edits_are_picked_up_and_bad_ones_kept_out(daemon_factory, listeners) -> None:
     ip, port = listeners.open("127.0.0.19")
     d = daemon_factory()
@@ -311,6 +312,7 @@ def test_outside_edits_are_picked_up_and_bad_ones_kept_out(daemon_factory, liste
     assert d.call("status")["daemon"]["settings_error"] is None
 
 
+@pytest.mark.daemon_log(allow=[r"ERROR .*does not parse as YAML.*keeping the last good settings"])
 def test_broken_file_mid_run_is_never_overwritten(daemon_factory, listeners) -> None:
     ip, port = listeners.open("127.0.0.20")
     d = daemon_factory()

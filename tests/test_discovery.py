@@ -273,7 +273,9 @@ def test_discover_lists_onvif_cameras_only_and_survives_hostile_replies(lab: Onv
     assert all(dev["known"] is None for dev in found.values())  # no daemon to ask
     assert len(found[huge.ip]["name"]) <= d.MAX_SCOPE
     assert len(found[huge.ip]["xaddrs"]) <= d.MAX_XADDRS
-    assert took < 60, took  # it ends after its timeout, whatever arrives (generous bound)
+    # it ends after its timeout, whatever arrives: 5 s plus 15 s for a loaded machine (a
+    # discover that waited for a second round, or for the hostile responders, takes >= 10 s)
+    assert took < 5 + 15, took
     # the bomb was never expanded: the CLI stayed small (a billion laughs is gigabytes)
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 400 * 1024
     # the only datagram we sent: one Probe to the group; every responder got that one
@@ -412,7 +414,9 @@ def test_discover_marks_known_cameras_and_adds_new_ones(lab: OnvifLab) -> None:
         assert cams[creek.ip]["mac_address"] == creek.mac
         assert cams[creek.ip]["hostname"] == "Creek-Cam-north"
         status, result, err = discover(lab, sock=daemon.socket)
-        assert all(dev["known"] for dev in result["devices"]), result
+        assert status == 0, err
+        known = {dev["ip_address"]: dev["known"] for dev in result["devices"]}
+        assert known == {gate.ip: True, creek.ip: True}, result  # both found, both known
     finally:
         daemon.stop()
 
@@ -446,6 +450,8 @@ def test_periodic_discovery_reports_then_adds(lab: OnvifLab) -> None:
         assert shown.returncode == 0, shown.stderr
         line = next(x for x in shown.stdout.splitlines() if x.startswith("discovery"))
         assert f"every 60s; 1 ONVIF devices not cameras: {creek.ip} (Creek-Cam)" in line
+        # the report may be visible before its log line is written: wait for the line
+        harness.wait_for(lambda: "new ONVIF device" in daemon.log(), timeout=30)
         assert daemon.log().count("new ONVIF device") == 1
         assert len(creek.received()) == 1
     finally:
@@ -464,7 +470,8 @@ def test_periodic_discovery_reports_then_adds(lab: OnvifLab) -> None:
             creek.mac,
         )
         assert daemon.call("status")["discovered"]["devices"] == []
-        assert "added ONVIF device Creek-Cam" in daemon.log()
+        # the camera is visible before discovery logs that it added it (add, then log)
+        harness.wait_for(lambda: "added ONVIF device Creek-Cam" in daemon.log(), timeout=30)
     finally:
         assert daemon.stop() == 0, daemon.log()
     daemon = _daemon(lab, settings, "stop")  # stopped while its first probe waits

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,7 +180,14 @@ def test_leases_reach_the_daemon_and_the_file(lab: Lab, folder: Path) -> None:
 
     # a laptop gets a lease too: it is not a camera
     lease(lab, OTHER_MAC, "alice-laptop")
-    time.sleep(1.0)
+
+    # proof that the hook ran for this lease and the daemon decided: its log line (written
+    # after the decision), then what it did not do
+    def about_the_laptop() -> list[str]:
+        return [ln for ln in d.log().splitlines() if OTHER_MAC in ln]
+
+    lines = wait_for(about_the_laptop, timeout=20)
+    assert all("not a camera, ignored" in ln for ln in lines), lines
     assert OTHER_MAC not in cameras(d.settings)
     assert OTHER_MAC not in {c["mac_address"] for c in d.call("status")["cameras"]}
 

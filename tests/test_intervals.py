@@ -233,7 +233,11 @@ def test_webui_mode_overrides_by_mac_and_the_list_is_not_hammered(
     assert 5 <= n_fast <= 11 and 1 <= n_slow <= 4, (n_fast, n_slow)
     assert sweeps <= n_fast + 1
     assert 1 <= polls <= WINDOW / 5 + 2, polls  # at most one poll of the web UI per 5 s
-    wait_for(lambda: all(c["status"] == "connected" for c in webui.cameras()), timeout=30)
+    def both_connected() -> bool:  # both cameras listed, each connected (never vacuous)
+        status = {c["mac_address"]: c["status"] for c in webui.cameras()}
+        return status == {FAST[2]: "connected", SLOW[2]: "connected"}
+
+    wait_for(both_connected, timeout=30)
     assert d.stop() == 0
 
 

@@ -398,8 +398,39 @@ def test_fuzz_over_a_live_socket(fuzz_daemon: Daemon, lines: list[bytes]) -> Non
         assert ask(sock, buf, b'{"cmd":"ping"}\n')["result"] == "pong"
 
 
+# hostile lines of every kind the fuzzer draws from, fixed: the next test sends them itself
+_HOSTILE = [
+    b"",
+    b"\x00\xff\xfe garbage",
+    b"{",
+    b"[]",
+    b"null",
+    b'"just a string"',
+    b'{"cmd": 7}',
+    b'{"cmd": "status", "args": []}',
+    b'{"cmd": "config_get", "args": {"key": {"nested": [1, 2]}}}',
+    b'{"cmd": "history", "args": {"camera": null, "value": 1e308}}',
+    b'{"cmd": "nope", "id": {"a": [null]}}',
+    b'{"cmd": "check_now", "args": {"cameras": "all"}, "id": 1}',
+    b'{"cmd": "\u0000\u001b[2J"}',
+    b'{"cmd": "hello", "args": {"protocol": -1}}',
+    b"[" * 5000 + b"]" * 5000,
+]
+
+
 def test_fuzz_left_no_trace(fuzz_daemon: Daemon) -> None:
+    """Stands alone (run by itself it sends its own hostile lines); after the fuzzing above it
+    also covers all that."""
     d = fuzz_daemon
+    with raw(d.socket, timeout=10) as sock:
+        buf = bytearray()
+        sock.sendall(b"".join(line + b"\n" for line in _HOSTILE))
+        for line in _HOSTILE:
+            reply = json.loads(read_line(sock, buf))
+            assert isinstance(reply, dict) and set(reply) >= {"id", "ok"}, (line, reply)
+            if not reply["ok"]:
+                assert error_code(reply) != "internal", (line, reply)
+        assert ask(sock, buf, b'{"cmd":"ping"}\n')["result"] == "pong"
     assert d.proc is not None and d.proc.poll() is None
     log = d.log()
     assert "Traceback" not in log and "internal error" not in log, log[-3000:]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Daemon, Listeners, camera, free_port, wait_for, write_settings
+from harness import Listeners, camera, free_port, wait_for, write_settings
 
 from pumaguard_hb.client import Client
 from pumaguard_hb.protocol import ProtocolError
@@ -38,10 +38,6 @@ def doc(cameras: list[dict[str, Any]], **keys: Any) -> dict[str, Any]:
 
 def file_cams(path: Path) -> dict[str, dict[str, Any]]:
     return {c["mac_address"]: c for c in yaml.safe_load(path.read_text())["cameras"]}
-
-
-def swept(d: Daemon, n: int = 1) -> bool:
-    return bool(d.call("status")["daemon"]["sweeps"] >= n)
 
 
 def test_own_config_wins_and_config_set_writes_there(daemon_factory, tmp_path: Path) -> None:
@@ -68,6 +64,7 @@ def test_own_config_wins_and_config_set_writes_there(daemon_factory, tmp_path: P
     )
 
 
+@pytest.mark.daemon_log(exit=78)
 def test_invalid_own_config_at_start_is_exit_78_naming_it(daemon_factory, tmp_path: Path) -> None:
     d = daemon_factory()
     write_settings(d.settings, doc([]))
@@ -78,6 +75,9 @@ def test_invalid_own_config_at_start_is_exit_78_naming_it(daemon_factory, tmp_pa
     assert f"{own}: camera_heartbeat_interval: invalid value -1" in d.log()
 
 
+@pytest.mark.daemon_log(
+    allow=[r"ERROR .*camera-heartbeat-interval: invalid value '30'.*keeping the last good"]
+)
 def test_an_invalid_readable_value_does_not_stop_status_writes(
     daemon_factory, listeners: Listeners
 ) -> None:
@@ -194,6 +194,7 @@ def test_every_reload_says_reloading_and_ready(daemon_factory, tmp_path: Path) -
         sink.close()
 
 
+@pytest.mark.daemon_log(allow=[r"ERROR .*\.lock is held by another writer"])
 def test_stop_is_bounded_and_keeps_what_it_could_not_write(daemon_factory) -> None:
     d = daemon_factory()
     write_settings(d.settings, doc([]))

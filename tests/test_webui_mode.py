@@ -187,18 +187,37 @@ def two_cameras() -> list[dict[str, Any]]:
 
 
 
+# Keys every version of the shared file has: the tests' first document (webui_settings) and
+# every save of the web UI (a sorted dump of all its settings) both hold these, as booleans
+# or lists; a web UI save (it starts with YOLO-model-filename, the first key in its sort
+# order) ends with WEBUI_LAST.
+ALWAYS = {"cameras": list, "image-dimensions": list, "plug-heartbeat-enabled": bool}
+WEBUI_FIRST, WEBUI_LAST = "YOLO-model-filename", "with-augmentation"
+
+
+def whole(text: str) -> bool:
+    """``text`` is a whole shared file, not a read of one being rewritten (cut short)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    if not isinstance(doc, dict) or not text.endswith("\n"):
+        return False
+    if not all(isinstance(doc.get(k), t) for k, t in ALWAYS.items()):
+        return False
+    return WEBUI_FIRST not in doc or isinstance(doc.get(WEBUI_LAST), bool)
+
+
 def shared_text(s: Any, timeout: float = 10.0) -> str:
     """The web UI's settings file as a whole: the web UI rewrites it without a lock
-    (truncate, then write), so a read may catch it empty or half written; read again until
-    it parses to a mapping, as the daemon does (bounded)."""
+    (truncate, then write), so a read may catch it empty or half written, and half a file
+    may still parse; read again until it is whole (:func:`whole`: the keys always there are
+    there, up to the last one), bounded."""
     deadline = time.monotonic() + timeout
     while True:
         text = s.shared.read_text()
-        try:
-            if isinstance(yaml.safe_load(text), dict):
-                return text
-        except yaml.YAMLError:
-            pass
+        if whole(text):
+            return text
         if time.monotonic() > deadline:
             raise AssertionError(f"{s.shared} never read whole within {timeout}s: {text[:200]!r}")
         time.sleep(0.05)
