@@ -303,6 +303,10 @@ class Alerts:
             loop = asyncio.get_running_loop()
             self.timer = loop.call_later(float(s.alert_delay), self.flush)
 
+    def forget(self, camera_id: str) -> None:
+        """Monitor forgetter: the camera is gone; its "since" goes with it (events.Forget)."""
+        self.since.pop(camera_id, None)
+
     def flush(self) -> None:
         """Close the window: compose one message and queue it on every channel."""
         if self.timer is not None:

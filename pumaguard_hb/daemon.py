@@ -21,7 +21,7 @@ from .discovery import run_periodic
 from .errors import InvalidValue, SettingsError
 from .history import History
 from .icmp import IcmpMode, detect_access
-from .metrics import MetricsServer
+from .metrics import Freshness, MetricsServer
 from .monitor import UNSAVED, Monitor
 from .notify import Notifier, watchdog_interval
 from .page import StatusPage
@@ -189,7 +189,9 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     loop = asyncio.get_running_loop()
     if history is not None:
         monitor.use_history(history)
-    metrics_server = MetricsServer(lambda: metrics_text(monitor), StatusPage(monitor))
+    metrics_server = MetricsServer(  # bodies cached per sweep or change (Freshness)
+        lambda: metrics_text(monitor), StatusPage(monitor, max_age=0), Freshness(monitor)
+    )
     notifier = Notifier()
     monitor.notifier = notifier
     server = ControlServer(monitor, socket_path)
@@ -201,6 +203,7 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
         {c.id: c.seen.since for c in monitor.station.cameras.values() if c.seen.since},
     )
     monitor.listeners.append(alerts.notify)
+    monitor.forgetters.append(alerts.forget)  # a camera gone: its state goes too
     await server.start()
     stop = asyncio.Event()
 

@@ -29,3 +29,8 @@ class StateChange:
 
 Listener = Callable[[StateChange], None]
 """Called on the event loop for every change; must return quickly (queue slow work)."""
+
+Forget = Callable[[str], None]
+"""Called on the event loop with the id of a camera that is gone (no longer listed, or
+removed by hand): drop everything kept for it, so that memory stays flat however many
+cameras come and go (docs/security.md, "Limits"). It may come back later as new."""

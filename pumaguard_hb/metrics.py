@@ -6,8 +6,10 @@ metrics`` (the ``metrics`` command) and ``GET /metrics`` give the same text.
 
 The listener (``camera_heartbeat_metrics_listen: "127.0.0.1:9469"``, off by
 default) is a bounded asyncio server: a request head of at most
-:data:`MAX_REQUEST` bytes within :data:`REQUEST_TIMEOUT` seconds, at most
-:data:`MAX_CLIENTS` connections at once, one response per connection.
+:data:`MAX_REQUEST` bytes within :data:`HEAD_TIMEOUT` seconds, at most
+:data:`MAX_CLIENTS` connections at once (the longest idle one is cut for a
+newcomer), one response per connection; each body is built once per sweep or
+change (:class:`Freshness`) and served from memory in between.
 """
 
 from __future__ import annotations
@@ -18,20 +20,29 @@ import logging
 import math
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .camera import iso_seconds
+from .events import StateChange
 from .page import CONTENT_TYPE as PAGE_CONTENT_TYPE
 from .page import HEADERS as PAGE_HEADERS
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "pumaguard_heartbeat_"
-MAX_REQUEST = 8192
-REQUEST_TIMEOUT = 5.0
-MAX_CLIENTS = 16
+MAX_REQUEST = 8192  # bytes of a request head
+HEAD_TIMEOUT = 5.0  # seconds for the whole request head to arrive (a slow drip is cut)
+ANSWER_TIMEOUT = 30.0  # seconds for the answer to be built (once per sweep) and to leave
+MAX_CLIENTS = 16  # connections at once; when full the longest idle one is cut
+MAX_AGE = 60.0  # seconds a body is served without any sweep or change (monitoring off)
 
 
 def escape_label(value: Any) -> str:
@@ -212,19 +223,93 @@ def split_listen(value: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
+class Freshness:
+    """What the served figures depend on, read cheaply (no walk over the cameras).
+
+    :meth:`key` changes when a sweep ends, a camera changes state (a listener counts the
+    changes), the camera list, the settings or a problem changes, or the settings file is
+    written; the listener builds ``/metrics`` and ``/`` again only then (or after
+    :data:`MAX_AGE` seconds), so any number of requests between two sweeps cost one build.
+    """
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.changes = 0
+        monitor.listeners.append(self._changed)
+
+    def _changed(self, change: StateChange) -> None:
+        self.changes += 1
+
+    def key(self) -> tuple[object, ...]:
+        """The figures' version. Objects are compared by identity (see :class:`_Built`)."""
+        m = self.monitor
+        hist = m.history
+        return (
+            m.schedule.sweeps,
+            self.changes,
+            m.shared.writes,
+            len(m.station),
+            m.station.cameras,
+            m.settings,
+            tuple(m.problems.items()),
+            m.icmp.mode,
+            None if hist is None else hist.available,
+        )
+
+    def station(self) -> str:
+        """The station label (as :func:`render` gives it)."""
+        return station_label(self.monitor.settings.station)
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Keys equal, objects (dicts, settings) by identity: never a walk over the cameras."""
+    return len(a) == len(b) and all(
+        x is y or (not isinstance(x, dict | Settings) and x == y) for x, y in zip(a, b, strict=True)
+    )
+
+
+@dataclass
+class _Built:
+    """One body as served: what it was built from, when, and its ETag."""
+
+    key: tuple[object, ...]
+    at: float  # monotonic
+    body: bytes
+    etag: str
+
+
 class MetricsServer:
     """Serves ``GET /metrics`` with the text from ``source`` (called on the event loop), and
-    ``GET /`` with the status page awaited from ``page`` (pumaguard_hb/page.py) when given."""
+    ``GET /`` with the status page awaited from ``page`` (pumaguard_hb/page.py) when given.
+
+    Each body is built once per version of the figures (:class:`Freshness`; without one,
+    once per request) and served from memory until it changes; its ``ETag`` names the
+    build, so a client sees that two answers are one build. Connections: at most
+    :data:`MAX_CLIENTS`; when full, the one idle the longest (no complete request head
+    yet) is cut for the newcomer; a head must arrive whole within :data:`HEAD_TIMEOUT`
+    (a client dripping a byte a second is cut), the answer must be built and leave within
+    :data:`ANSWER_TIMEOUT`.
+    """
 
     def __init__(
-        self, source: Callable[[], str], page: Callable[[], Awaitable[str]] | None = None
+        self,
+        source: Callable[[], str],
+        page: Callable[[], Awaitable[str]] | None = None,
+        freshness: Freshness | None = None,
     ) -> None:
         self.source = source
         self.page = page
+        self.freshness = freshness
         self.listen = ""
         self.server: asyncio.Server | None = None
         self.problem: str | None = None
+        self.builds = {"metrics": 0, "page": 0}
+        self.cut = {"idle": 0, "timeout": 0, "busy": 0}
+        self._built: dict[str, _Built] = {}
+        self._locks = {"metrics": asyncio.Lock(), "page": asyncio.Lock()}
         self._clients = 0
+        self._idle: dict[asyncio.StreamWriter, None] = {}  # no request head yet, oldest first
+        self._nonce = f"{time.time_ns() & 0xFFFFFFFF:x}"
 
     @property
     def port(self) -> int | None:
@@ -260,14 +345,68 @@ class MetricsServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
             self.server = None
+        self._built.clear()
+
+    # -- the bodies, built once per version --------------------------------------------
+
+    async def body(self, what: str) -> _Built:
+        """The body of ``what`` (``metrics`` or ``page``): the cached build while the
+        figures are the same, else a new one (requests meanwhile wait for it and share it)."""
+        async with self._locks[what]:
+            key = self.freshness.key() if self.freshness is not None else (time.monotonic(),)
+            built = self._built.get(what)
+            now = time.monotonic()
+            if built is not None and _same(built.key, key) and now - built.at < MAX_AGE:
+                return built
+            if what == "page":
+                assert self.page is not None
+                text = await self.page()  # takes the status before its first await
+            else:
+                text = self.source() + self._own_figures()
+            self.builds[what] += 1
+            etag = f'"{what[0]}{self._nonce}-{self.builds[what]}"'
+            built = self._built[what] = _Built(key, now, text.encode(), etag)
+            return built
+
+    def _own_figures(self) -> str:
+        """The listener's own counters, after the figures of ``source``."""
+        common = {"station": self.freshness.station()} if self.freshness is not None else None
+        builds = _Family(
+            "listener_builds_total",
+            "counter",
+            "Bodies the listener built (one per sweep or change; requests between share it).",
+        )
+        builds.add(self.builds["metrics"] + 1, what="metrics")  # this one included
+        builds.add(self.builds["page"], what="page")
+        cut = _Family(
+            "listener_connections_cut_total",
+            "counter",
+            "Connections the listener closed unanswered: idle (cut for a newcomer when "
+            "full), timeout (no whole request in time), busy (full of requests in progress).",
+        )
+        for why, n in self.cut.items():
+            cut.add(n, reason=why)
+        return "\n".join([*builds.lines(common), *cut.lines(common)]) + "\n"
+
+    # -- connections --------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._clients >= MAX_CLIENTS:
-            writer.close()
-            return
         self._clients += 1
         try:
-            await asyncio.wait_for(self._answer(reader, writer), REQUEST_TIMEOUT)
+            if self._clients > MAX_CLIENTS and not self._evict_idle():
+                self.cut["busy"] += 1
+                return
+            self._idle[writer] = None
+            try:
+                async with asyncio.timeout(HEAD_TIMEOUT):
+                    head = await reader.readuntil(b"\r\n\r\n")  # bounded by MAX_REQUEST
+            except TimeoutError:
+                self.cut["timeout"] += 1
+                return
+            finally:
+                self._idle.pop(writer, None)
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                await self._answer(head, writer)
         except (
             TimeoutError,
             ConnectionError,
@@ -280,55 +419,56 @@ class MetricsServer:
             log.exception("metrics request failed")
         finally:
             self._clients -= 1
+            self._idle.pop(writer, None)
             writer.close()
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except Exception:
+                writer.transport.abort()  # a client that does not read: drop what is unsent
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")  # bounded by limit=MAX_REQUEST
+    def _evict_idle(self) -> bool:
+        """Make room by cutting the connection idle the longest (never one being answered)."""
+        victim = next(iter(self._idle), None)
+        if victim is None:
+            return False
+        del self._idle[victim]
+        self.cut["idle"] += 1
+        victim.transport.abort()
+        return True
+
+    async def _answer(self, head: bytes, writer: asyncio.StreamWriter) -> None:
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = request_line.split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            await self._reply(writer, 400, "Bad Request", "bad request\n")
+            await self._reply(writer, 400, "Bad Request", b"bad request\n")
             return
         method, target = parts[0], parts[1].split("?", 1)[0]
+        head_only = method == "HEAD"
         if method not in ("GET", "HEAD"):
-            await self._reply(writer, 405, "Method Not Allowed", "only GET\n", {"Allow": "GET"})
+            await self._reply(writer, 405, "Method Not Allowed", b"only GET\n", {"Allow": "GET"})
         elif target == "/metrics":
-            await self._reply(
-                writer,
-                200,
-                "OK",
-                self.source(),
-                head_only=method == "HEAD",
-                content_type=CONTENT_TYPE,
-            )
+            built = await self.body("metrics")
+            headers = {"ETag": built.etag}
+            await self._reply(writer, 200, "OK", built.body, headers, head_only, CONTENT_TYPE)
         elif target in ("/", "/index.html") and self.page is not None:
-            await self._reply(
-                writer,
-                200,
-                "OK",
-                await self.page(),
-                PAGE_HEADERS,
-                head_only=method == "HEAD",
-                content_type=PAGE_CONTENT_TYPE,
-            )
+            built = await self.body("page")
+            headers = {**PAGE_HEADERS, "ETag": built.etag}
+            await self._reply(writer, 200, "OK", built.body, headers, head_only, PAGE_CONTENT_TYPE)
         elif target == "/":
-            await self._reply(writer, 200, "OK", "pumaguard-heartbeat: see /metrics\n")
+            await self._reply(writer, 200, "OK", b"pumaguard-heartbeat: see /metrics\n")
         else:
-            await self._reply(writer, 404, "Not Found", "not found; try /metrics\n")
+            await self._reply(writer, 404, "Not Found", b"not found; try /metrics\n")
 
     async def _reply(
         self,
         writer: asyncio.StreamWriter,
         code: int,
         reason: str,
-        body: str,
+        data: bytes,
         headers: dict[str, str] | None = None,
         head_only: bool = False,
         content_type: str = "text/plain; charset=utf-8",
     ) -> None:
-        data = body.encode()
         lines = [
             f"HTTP/1.1 {code} {reason}",
             f"Content-Type: {content_type}",
@@ -336,5 +476,7 @@ class MetricsServer:
             "Connection: close",
             *(f"{k}: {v}" for k, v in (headers or {}).items()),
         ]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else data))
-        await writer.drain()
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        if not head_only:
+            writer.write(data)
+        await writer.drain()  # within ANSWER_TIMEOUT

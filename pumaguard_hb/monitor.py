@@ -34,7 +34,7 @@ from .camera import (
 )
 from .discovery import Discoveries
 from .errors import Conflict, HeartbeatError, PermissionDenied, SettingsError
-from .events import Listener, StateChange
+from .events import Forget, Listener, StateChange
 from .icmp import IcmpAccess
 from .logs import NOTICE
 from .probe import ProbeResult
@@ -93,6 +93,7 @@ class Monitor:
         self.problems: dict[str, str] = {}
         self.started = time.time()
         self.listeners: list[Listener] = []
+        self.forgetters: list[Forget] = []  # told when a camera is gone (events.Forget)
         self.changes: dict[str, int] = {}  # state changes per camera since start (metrics)
         self.history: History | None = None
         self.notifier: Notifier | None = None
@@ -257,6 +258,7 @@ class Monitor:
             log.debug("camera %s listed", label(cam))
         for cam in outcome.removed:
             log.info("camera %s is no longer listed", label(cam))
+            self._forget(cam)
         for cam in outcome.added + outcome.respecced:
             if cam.spec.notice:
                 fact = f"notice:{cam.id}:{cam.spec.notice}"
@@ -316,6 +318,17 @@ class Monitor:
     def _solved(self, kind: str) -> None:
         if self.problems.pop(kind, None) is not None:
             log.log(NOTICE, "%s problem resolved", kind)
+
+    def _forget(self, cam: Camera) -> None:
+        """A camera is gone: drop what is kept for it (memory stays flat; security.md)."""
+        self.changes.pop(cam.id, None)
+        self._said.discard(f"dup:{cam.id}")
+        self._said.discard(f"notice:{cam.id}:{cam.spec.notice}")
+        for forget in self.forgetters:
+            try:
+                forget(cam.id)
+            except Exception:
+                log.exception("forgetting camera %s failed", cam.id)
 
     def _say_once(self, fact: str, message: str, *args: Any) -> None:
         if fact not in self._said:
@@ -525,6 +538,7 @@ class Monitor:
         async with self._write_lock:
             await self.store.remove(cam)
             self.station.remove(cam.id)
+            self._forget(cam)
         await self.flush()
         log.info("camera %s removed", label(cam))
         return cam

@@ -331,18 +331,20 @@ class StatusPage:
 
     The status is taken on the event loop (it reads the station); the timelines and the
     HTML are built in a thread, so that a large station's page never holds up probing.
-    Requests at the same time share one build, and a page is reused for
-    :data:`MAX_AGE` seconds (the page refreshes itself every 15 s at most)."""
+    Requests at the same time share one build, and a page is reused for ``max_age``
+    seconds (the page refreshes itself every 15 s at most). The metrics listener, which
+    keeps each page until the figures change (metrics.Freshness), passes 0."""
 
     MAX_AGE = 1.0
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: Monitor, max_age: float = MAX_AGE) -> None:
         self.monitor = monitor
+        self.max_age = max_age
         self._page: tuple[float, str] | None = None
         self._building: asyncio.Future[str] | None = None
 
     async def __call__(self) -> str:
-        if self._page is not None and time.monotonic() - self._page[0] < self.MAX_AGE:
+        if self._page is not None and time.monotonic() - self._page[0] < self.max_age:
             return self._page[1]
         if self._building is not None and self._building.done():
             self._building = None  # finished while nobody waited: it may be old
