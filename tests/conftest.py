@@ -122,4 +122,3 @@ from harness import (  # noqa: E402
 
 __all__ = ["daemon_factory", "listeners", "module_daemons_checked", "no_daemon_left_behind"]
 pytest_plugins = ["parallel"]  # tests/parallel.py: xdist groups, skips CI must not have, report
-pytest_plugins = ["parallel"]  # tests/parallel.py: xdist groups, skips CI must not have, report
