@@ -16,16 +16,25 @@ running counts as *unknown* in uptime figures, not as up or down.
   :data:`CAP_KEEP` of the cap. Both rewrite it atomically (temp file + rename).
 - For ``status`` the daemon keeps a small in-memory index per camera (the last
   7 days, at most :data:`INDEX_PER_CAMERA` changes), so uptime figures never
-  read the file.
+  read the file; a camera that leaves the station leaves the index
+  (:meth:`History.retain`, :meth:`History.forget`).
+- One daemon per state folder: it holds ``history.lock`` (0600, the daemon's
+  own, ``O_NOFOLLOW``) with a non-blocking ``flock`` from open to close. The
+  event loop never waits for a lock another process holds: a daemon that
+  finds the lock taken runs without history (one clear error). The history
+  file is opened ``O_NOFOLLOW`` and must be a regular file of the daemon's
+  user with one link; new files are 0600.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -224,6 +233,69 @@ def encode(entry: dict[str, Any]) -> bytes:
     return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
+def _check_own(fd: int, path: Path) -> None:
+    """The history file must be a regular file of this user's with one link (no hard link
+    to another file planted in its place)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file; not using it", str(path))
+    if st.st_uid != os.geteuid():
+        raise OSError(
+            errno.EPERM, f"belongs to uid {st.st_uid}, not {os.geteuid()}; not using it", str(path)
+        )
+    if st.st_nlink != 1:
+        raise OSError(errno.EMLINK, f"has {st.st_nlink} hard links; not using it", str(path))
+
+
+def _open_own(path: Path, flags: int) -> int:
+    """os.open of a file of the daemon's own (0600 when created): never through a symlink,
+    never a file of somebody else's."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "is a symlink; not following it", str(path)) from None
+        raise
+    try:
+        _check_own(fd, path)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_own(path: Path) -> Any:
+    """A binary reader of a file of the daemon's own (see :func:`_open_own`)."""
+    return os.fdopen(_open_own(path, os.O_RDONLY), "rb")
+
+
+def _open_lock(lock: Path) -> int:
+    """``history.lock``, the daemon's own 0600 regular file: one that is not (an older
+    version's 0640 file, somebody else's) is replaced by a new one; a symlink is refused."""
+    fd = _open_own_lock(lock, os.O_RDWR | os.O_CREAT)
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() and not st.st_mode & 0o077 and st.st_nlink == 1:
+        return fd
+    os.close(fd)
+    # a group member may hold the old file open (and locked): a new inode is ours alone
+    log.info("history: replacing %s (mode %04o, uid %d)", lock, st.st_mode & 0o7777, st.st_uid)
+    lock.unlink()
+    return _open_own_lock(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+
+
+def _open_own_lock(lock: Path, flags: int) -> int:
+    try:
+        fd = os.open(lock, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "is a symlink; not following it", str(lock)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file; not using it", str(lock))
+    return fd
+
+
 @dataclass
 class _Camera:
     changes: deque[tuple[float, str]] = field(default_factory=deque)
@@ -247,6 +319,7 @@ class History:
         self.corrupt = 0
         self.last_prune = 0.0
         self._fd: int | None = None
+        self._lock_fd: int | None = None  # history.lock, flocked from open() to close()
         self._lock = threading.Lock()
         self._pruning = False
         self._cameras: dict[str, _Camera] = {}
@@ -265,12 +338,15 @@ class History:
     # -- open / close ----------------------------------------------------------------------
 
     def open(self) -> bool:
-        """Create the folder (0750), load the index, prune, and start appending.
+        """Create the folder (0700), take the folder's lock, load the index, prune, and start
+        appending.
 
-        On failure, logs one clear error and returns False: the daemon runs without history.
+        On failure (the lock held by another process included: never waited for), logs one
+        clear error and returns False: the daemon runs without history.
         """
         try:
-            self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._take_lock()
             self._load()
             self.prune()
             self._fd = self._open_fd()
@@ -279,9 +355,11 @@ class History:
             self._append(entry)
             self._live = True
         except OSError as err:
-            self.problem = f"history unavailable: cannot use {self.path}: {err.strerror or err}"
+            where = err.filename or self.path
+            self.problem = f"history unavailable: cannot use {where}: {err.strerror or err}"
             log.error("%s; running without history", self.problem)
             self._close_fd()
+            self._release_lock()
             return False
         self.problem = None
         return True
@@ -292,6 +370,7 @@ class History:
             with contextlib.suppress(OSError):
                 self._append({"event": STOP, "at": time.time()})
         self._close_fd()
+        self._release_lock()
 
     def _close_fd(self) -> None:
         with self._lock:
@@ -301,11 +380,11 @@ class History:
                 self._fd = None
 
     def _open_fd(self) -> int:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = _open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             st = os.fstat(fd)
             if st.st_size:  # a line cut short by a crash must not swallow the next one
-                with open(self.path, "rb") as f:
+                with _read_own(self.path) as f:
                     f.seek(-1, os.SEEK_END)
                     if f.read(1) != b"\n":
                         os.write(fd, b"\n")
@@ -315,16 +394,52 @@ class History:
             raise
         return fd
 
+    def _take_lock(self) -> None:
+        """Hold the folder's ``history.lock`` until close(): one daemon per state folder.
+
+        Never waits: a lock another process holds is an OSError (the daemon then runs
+        without history, and is not frozen). A lock file that is not the daemon's own
+        0600 file (one of an older version, 0640, that a group member may hold) is
+        replaced; a symlink there is refused, not followed.
+        """
+        lock = self.folder / LOCK_NAME
+        fd = _open_lock(lock)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = f" (pid {int(os.pread(fd, 32, 0).split()[0])})"
+            os.close(fd)
+            raise OSError(
+                errno.EBUSY,
+                f"held by another process{holder}: another daemon uses this state folder",
+                str(lock),
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
+        with contextlib.suppress(OSError):  # who holds it, for the message above
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
-        """Threads of this daemon, and any other process using the same state folder."""
+        """The threads of this daemon (a prune in a thread, appends on the event loop).
+
+        Other processes are kept out by ``history.lock``, held from open() to close(); so
+        the event loop waits here at most for a prune's tail copy and rename, never for
+        another process.
+        """
         with self._lock:
-            lock_fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(lock_fd)
+            yield
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -335,7 +450,7 @@ class History:
         self._run_start, self._live = None, False
         self.entries = self.corrupt = 0
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed below
+            f = _read_own(self.path)
         except FileNotFoundError:
             return
         with f:
@@ -462,10 +577,11 @@ class History:
         with self._file_lock():
             if self._fd is None:
                 return
-            with contextlib.suppress(OSError):  # another process pruned: follow the new file
-                if os.stat(self.path).st_ino != os.fstat(self._fd).st_ino:
+            with contextlib.suppress(OSError):  # the file was replaced: follow the new one
+                if os.lstat(self.path).st_ino != os.fstat(self._fd).st_ino:
+                    fd = self._open_fd()
                     os.close(self._fd)
-                    self._fd = self._open_fd()
+                    self._fd = fd
             os.write(self._fd, line)  # one write of a whole line to an O_APPEND descriptor
             self.size += len(line)
             self.entries += 1
@@ -484,7 +600,7 @@ class History:
         self.last_prune = now
         horizon = now - self.days * DAY
         try:
-            with open(self.path, "rb") as f:
+            with _read_own(self.path) as f:
                 data = f.read()
         except FileNotFoundError:
             return 0
@@ -509,27 +625,29 @@ class History:
         if not dropped:
             return 0
         tmp = self.path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # left by a crash (a symlink there is removed, never followed)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            with open(tmp, "wb") as out:
+            with os.fdopen(os.open(tmp, flags, 0o600), "wb") as out:
                 # the slow part (write and fsync of the kept lines) holds no lock: record()
                 # on the event loop never waits for a prune's fsync on a slow SD card
                 out.writelines(kept)
                 out.flush()
                 os.fsync(out.fileno())
                 with self._file_lock():  # only: the lines appended since, and the rename
-                    with open(self.path, "rb") as f:
+                    with _read_own(self.path) as f:
                         f.seek(len(data))
                         tail = f.read()
+                        mode = os.fstat(f.fileno()).st_mode & 0o777
                     out.write(tail)  # not fsynced, as every append (docs/history-metrics.md)
                     out.flush()
                     with contextlib.suppress(OSError):
-                        os.chmod(tmp, os.stat(self.path).st_mode & 0o7777)
+                        os.fchmod(out.fileno(), mode)  # the file keeps its mode
                     os.replace(tmp, self.path)
                     if self._fd is not None:
                         os.close(self._fd)
-                        self._fd = os.open(
-                            self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o640
-                        )
+                        self._fd = _open_own(self.path, os.O_WRONLY | os.O_APPEND)
                     self.size = total + len(tail)
                     self.entries = len(kept) + tail.count(b"\n")
             dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -596,6 +714,23 @@ class History:
         cam = self._cameras.get(camera_id)
         return cam.changes[-1] if cam is not None and cam.changes else None
 
+    def forget(self, camera_ids: Iterable[str]) -> None:
+        """Drop the in-memory index of cameras that left the station (the file keeps their
+        lines until they age out): memory stays flat over cameras added and removed."""
+        for cid in camera_ids:
+            self._cameras.pop(cid, None)
+
+    def retain(self, camera_ids: Iterable[str]) -> None:
+        """Keep the in-memory index of these cameras only (the station's, after a listing
+        or at start: the file may name cameras that are long gone)."""
+        keep = set(camera_ids)
+        self.forget([cid for cid in self._cameras if cid not in keep])
+
+    @property
+    def indexed(self) -> int:
+        """How many cameras the in-memory index holds."""
+        return len(self._cameras)
+
     def camera_segments(self, camera_id: str, start: float, end: float) -> list[Segment]:
         """The camera's :func:`segments` over ``[start, end]`` (at most the last 7 days are
         known in memory; earlier time is unknown)."""
@@ -638,7 +773,7 @@ class History:
         total = 0
         wanted = {m.lower() for m in match or ()}
         try:
-            with open(self.path, "rb") as f:
+            with _read_own(self.path) as f:
                 for _number, entry in parse_lines(f):
                     if entry is None or "event" in entry:
                         continue

@@ -3,11 +3,17 @@ whose loopback cameras go down and up, across a restart. Only loopback is used."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +82,13 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_file_is_created_0750_and_one_line_per_change(tmp_path: Path) -> None:
+def test_files_are_created_0600_and_one_line_per_change(tmp_path: Path) -> None:
     folder = tmp_path / "state"
     h = History(folder)
     assert h.open()
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for name in ("history.jsonl", "history.lock"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
     now = time.time()
     h.record(change("00:00:00:00:00:01", "connected", now - 60))
     h.record(change("00:00:00:00:00:01", "disconnected", now - 30, "connected"))
@@ -212,11 +220,11 @@ def test_figures_size_per_1000_changes(tmp_path: Path) -> None:
     per_1000 = h.size - before
     print(f"history: {per_1000} bytes per 1000 changes")
     assert per_1000 < 400_000
+    h.close()  # one History (daemon) per state folder at a time
     t = time.perf_counter()
     h2 = History(tmp_path)
     assert h2.open()
     print(f"history: loading {h2.entries} entries took {time.perf_counter() - t:.3f}s")
-    h.close()
     h2.close()
 
 
@@ -287,6 +295,7 @@ def test_real_daemon_records_changes_and_survives_restart(
         d2.call("history", {"camera": "nope"})
 
 
+@pytest.mark.daemon_log(allow=[r"history unavailable: cannot use", r"unsaved-changes\.json"])
 def test_real_daemon_with_unwritable_state_dir(tmp_path: Path, daemon_factory: Any) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
@@ -320,3 +329,210 @@ def test_cli_history_and_status_columns(tmp_path: Path, daemon_factory: Any) -> 
     assert done.returncode == 5, done.stderr
     done = run_cli("status", env=env)
     assert "UP 24H" in done.stdout and "UP 7D" in done.stdout and "0.0%" in done.stdout
+
+
+# -- nobody else can freeze the daemon or steer its files (issue 20, item 5) ------------------
+
+NOBODY, NOGROUP = 65534, 65534
+SECRET = b"root:$6$secret-hash:19000:0:99999:7:::\n"
+HOLD = """\
+import fcntl, os, sys
+try:
+    fd, mine = os.open(sys.argv[1], os.O_RDWR), True  # a second daemon: says who holds it
+except PermissionError:
+    fd, mine = os.open(sys.argv[1], os.O_RDONLY), False  # a group member: reading will do
+fcntl.flock(fd, fcntl.LOCK_EX)
+if mine:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\\n".encode(), 0)
+print("held", flush=True)
+sys.stdin.read()  # until the test closes it (or kills this process)
+"""
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (runs code as nobody)")
+
+
+@contextlib.contextmanager
+def holding(lock: Path, prefix: Sequence[str] = (), python: str = sys.executable) -> Iterator[int]:
+    """A process that holds ``lock`` with flock (as ``prefix`` says: setpriv...); its pid."""
+    proc = subprocess.Popen(
+        [*prefix, python, "-c", HOLD, str(lock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # bounded: the process prints or dies
+        assert line == "held\n", (line, proc.stderr.read() if proc.stderr else "")
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def as_nobody() -> list[str]:
+    """A member of the group (nogroup stands for pumaguard-hb), not the service user."""
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOGROUP}", "--clear-groups"]
+
+
+@pytest.fixture
+def open_base() -> Iterator[Path]:
+    """A folder others may enter (tmp_path is root's 0700), as /var/lib is."""
+    base = Path(tempfile.mkdtemp(prefix="phb-histlock-"))
+    os.chmod(base, 0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@needs_root
+def test_a_group_member_holding_the_lock_cannot_freeze_the_daemon(
+    open_base: Path, listeners: Listeners, daemon_factory: Any
+) -> None:
+    """Before: history.lock was 0640 and every append took a blocking flock on the event
+    loop; a group member holding it froze sweeps, the socket and the watchdog, and a daemon
+    started meanwhile never became ready. Now the lock is the daemon's own 0600 file, held
+    (non-blocking) from start to stop; an older version's 0640 file is replaced."""
+    from helpers_cli import clean_env, run_cli
+
+    state = open_base / "state"
+    h = History(state)  # the state folder as the daemon makes it
+    assert h.open()
+    h.close()
+    lock = state / "history.lock"
+    os.chown(state, 0, NOGROUP)
+    os.chmod(state, 0o750)  # an older install: the group may enter
+    denied = subprocess.run(
+        [*as_nobody(), "/usr/bin/python3", "-c", f"open({str(lock)!r}, 'r+')"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr, denied.stderr
+    # the lock as the older version made it: 0640, the group's to open (and to hold)
+    os.chown(lock, 0, NOGROUP)
+    os.chmod(lock, 0o640)
+    old_inode = lock.stat().st_ino
+    addr = listeners.open("127.0.0.2")
+    with holding(lock, as_nobody(), "/usr/bin/python3"):
+        d: Daemon = daemon_factory()
+        settings_for(d, addr[1])
+        start(d, state)  # waits until it answers ping (before: never)
+        wait_for(lambda: d.call("status")["daemon"]["sweeps"] >= 2)
+        assert status_cam(d)["status"] == "connected"
+        info = d.call("status")["daemon"]["history"]
+        assert info["available"] is True and info["problem"] is None, info
+        done = run_cli("status", env=clean_env(PUMAGUARD_HB_SOCKET=str(d.socket)))
+        assert done.returncode == 0 and "Microseven-Gate" in done.stdout, done.stderr
+        st = lock.stat()
+        assert st.st_ino != old_inode and stat.S_IMODE(st.st_mode) == 0o600
+        assert d.stop() == 0
+
+
+@needs_root
+def test_a_lock_held_by_another_process_is_never_waited_for(
+    tmp_path: Path, daemon_factory: Any
+) -> None:
+    """Another process of the service's own (a second daemon on the same state folder)
+    holds the lock: this daemon starts at once, without history, and says why."""
+    state = tmp_path / "state"
+    h = History(state)
+    assert h.open()
+    h.close()
+    with holding(state / "history.lock") as pid:
+        d: Daemon = daemon_factory()
+        d.expect(allow=[r"history unavailable: cannot use .*history\.lock: held by another"])
+        settings_for(d, 1, interval=60)
+        start(d, state)
+        wait_for(lambda: d.call("status")["daemon"]["sweeps"] >= 1)
+        info = d.call("status")["daemon"]["history"]
+        assert info["available"] is False, info
+        assert f"held by another process (pid {pid})" in info["problem"], info
+        assert "another daemon uses this state folder" in info["problem"]
+        assert d.stop() == 0
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    path = tmp_path / "victim" / "shadow"
+    path.parent.mkdir()
+    path.write_bytes(SECRET)
+    os.chmod(path, 0o600)
+    return path
+
+
+@pytest.mark.parametrize("name", ["history.lock", "history.jsonl"])
+def test_a_symlink_planted_as_a_history_file_is_refused(
+    tmp_path: Path, victim: Path, name: str
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / name).symlink_to(victim)
+    before = victim.stat()
+    h = History(state)
+    assert not h.open()
+    assert h.problem is not None and "is a symlink; not following it" in h.problem
+    assert str(state / name) in h.problem
+    h.close()
+    st = victim.stat()
+    assert victim.read_bytes() == SECRET and st.st_ino == before.st_ino
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert (state / name).is_symlink()  # left for the admin to see
+
+
+def test_a_hard_link_planted_as_the_history_file_is_refused(tmp_path: Path, victim: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.link(victim, state / "history.jsonl")
+    h = History(state)
+    assert not h.open()
+    assert h.problem is not None and "2 hard links" in h.problem
+    assert victim.read_bytes() == SECRET
+
+
+def test_a_symlink_planted_as_the_prune_temp_file_is_not_followed(
+    tmp_path: Path, victim: Path
+) -> None:
+    old = json.dumps(change("00:00:00:00:00:01", "connected", time.time() - 40 * DAY).as_dict())
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "history.jsonl").write_text(old + "\n")
+    h = History(state)
+    assert h.open()  # prunes at open, so plant the temp file for the next prune
+    h.record(change("00:00:00:00:00:01", "connected", time.time() - 40 * DAY))
+    (state / f".history.jsonl.{os.getpid()}.tmp").symlink_to(victim)
+    assert h.prune() >= 1
+    h.close()
+    assert victim.read_bytes() == SECRET and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert not (state / f".history.jsonl.{os.getpid()}.tmp").exists()
+    assert stat.S_IMODE((state / "history.jsonl").stat().st_mode) == 0o644  # keeps its mode
+
+
+# -- memory: cameras that are gone leave the index (issue 20, item 6) --------------------------
+
+
+def test_cameras_that_leave_are_forgotten(tmp_path: Path) -> None:
+    h = History(tmp_path)
+    assert h.open()
+    now = time.time()
+    for rnd in range(10):  # 10 rounds of 1000 fresh cameras, the station keeps only the round's
+        ids = [f"02:00:00:{rnd:02x}:{i >> 8:02x}:{i & 255:02x}" for i in range(1000)]
+        for cid in ids:
+            h.record(change(cid, "connected", now))
+        h.retain(ids)
+        assert h.indexed == 1000
+    h.forget(ids[:10])
+    assert h.indexed == 990
+    assert h.camera_summary(ids[0])["recent"] == [] and h.last_change(ids[0]) is None
+    assert h.last_change(ids[10]) == (now, "connected")
+    h.close()
+    h2 = History(tmp_path)  # the file still has every line: a restart indexes them again
+    assert h2.open()
+    assert h2.indexed == 10_000
+    h2.retain(ids)
+    assert h2.indexed == 1000
+    h2.close()
