@@ -714,17 +714,18 @@ class History:
         cam = self._cameras.get(camera_id)
         return cam.changes[-1] if cam is not None and cam.changes else None
 
-    def forget(self, camera_ids: Iterable[str]) -> None:
-        """Drop the in-memory index of cameras that left the station (the file keeps their
-        lines until they age out): memory stays flat over cameras added and removed."""
-        for cid in camera_ids:
-            self._cameras.pop(cid, None)
+    def forget(self, camera_id: str) -> None:
+        """Drop the in-memory index of a camera that left the station (an
+        :data:`~.events.Forget`; the file keeps its lines until they age out): memory stays
+        flat over any number of cameras added and removed."""
+        self._cameras.pop(camera_id, None)
 
     def retain(self, camera_ids: Iterable[str]) -> None:
-        """Keep the in-memory index of these cameras only (the station's, after a listing
-        or at start: the file may name cameras that are long gone)."""
+        """Keep the in-memory index of these cameras only (the file may name cameras that
+        are long gone)."""
         keep = set(camera_ids)
-        self.forget([cid for cid in self._cameras if cid not in keep])
+        for cid in [c for c in self._cameras if c not in keep]:
+            self.forget(cid)
 
     @property
     def indexed(self) -> int:
@@ -758,6 +759,7 @@ class History:
             "corrupt_lines": self.corrupt,
             "days": self.days,
             "cap_bytes": self.cap_bytes,
+            "indexed_cameras": self.indexed,  # cameras in the in-memory index
         }
 
     def read(

@@ -356,6 +356,7 @@ class Monitor:
         """Record state changes in ``history``; take each camera's "since" from it."""
         self.history = history
         self.listeners.append(history.record)
+        self.forgetters.append(history.forget)  # a camera gone: its index goes too
         for cam in self.station.cameras.values():
             self._since_from_history(cam)
 

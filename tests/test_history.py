@@ -525,7 +525,8 @@ def test_cameras_that_leave_are_forgotten(tmp_path: Path) -> None:
             h.record(change(cid, "connected", now))
         h.retain(ids)
         assert h.indexed == 1000
-    h.forget(ids[:10])
+    for cid in ids[:10]:
+        h.forget(cid)
     assert h.indexed == 990
     assert h.camera_summary(ids[0])["recent"] == [] and h.last_change(ids[0]) is None
     assert h.last_change(ids[10]) == (now, "connected")
@@ -536,3 +537,26 @@ def test_cameras_that_leave_are_forgotten(tmp_path: Path) -> None:
     h2.retain(ids)
     assert h2.indexed == 1000
     h2.close()
+
+
+def test_real_daemon_forgets_the_history_of_cameras_that_leave(
+    tmp_path: Path, daemon_factory: Any
+) -> None:
+    """The monitor tells the history when a camera leaves the station (Monitor.forgetters)."""
+    d: Daemon = daemon_factory()
+    cams = [
+        camera(f"Microseven-{i}", "127.0.0.2", f"00:11:22:33:45:{i:02x}", status="connected")
+        for i in range(3)
+    ]
+    doc = {"camera-heartbeat-interval": 1, "camera-heartbeat-tcp-port": 1, "cameras": cams}
+    write_settings(d.settings, doc)
+    start(d, tmp_path / "state")
+
+    def indexed() -> int:
+        return int(d.call("status")["daemon"]["history"]["indexed_cameras"])
+
+    wait_for(lambda: indexed() == 3)  # each went down (port 1 refuses): 3 cameras indexed
+    write_settings(d.settings, {**doc, "cameras": cams[:1]})
+    wait_for(lambda: len(d.call("status")["cameras"]) == 1)
+    wait_for(lambda: indexed() == 1)
+    assert [c["new"] for c in d.call("history")["changes"]].count("disconnected") == 3
