@@ -238,6 +238,9 @@ class Schedule:
             log.exception("sweep failed")
             if not sweep.done.done():
                 sweep.done.set_exception(HeartbeatError(f"sweep failed: {err}"))
+                # logged above: asyncio must not log it again ("Future exception was never
+                # retrieved") when nobody waits for this sweep; waiters still get it
+                sweep.done.exception()
             return
         finally:
             sweep.probing = False

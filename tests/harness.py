@@ -64,6 +64,8 @@ def log_findings(text: str, allow: Iterable[str] = ()) -> list[str]:
     for line in text.splitlines():
         if current is not None and line.startswith("<") and current[-1][:3] == line[:3]:
             current.append(line)  # under journald every line of one message has the prefix
+        elif current is not None and line.startswith("Traceback (most recent"):
+            current.append(line)  # log.exception: the ERROR line, then its traceback
         elif _BAD_LINE.match(line):
             current = [line]
             found.append(current)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pumaguard_hb.protocol import ERROR_CODES, MAX_LINE, ProtocolError, decode_request
 from pumaguard_hb.server import MAX_CLIENTS
 
-INTERVAL = 0.5
+INTERVAL = 1.0  # the minimum (issue 20 item 7)
 MAC = "aa:bb:cc:dd:ee:51"
 
 

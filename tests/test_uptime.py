@@ -427,6 +427,9 @@ def test_uptime_piped_json_and_errors(station: Any) -> None:
     assert done.returncode == 2 and "--window" in done.stderr
 
 
+@pytest.mark.daemon_log(
+    allow=[r"ERROR history unavailable: .*Not a directory", r"ERROR cannot read .*Not a directory"]
+)
 def test_uptime_without_a_usable_history_says_so(tmp_path: Path, daemon_factory: Any) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
