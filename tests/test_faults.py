@@ -102,6 +102,7 @@ class Toggler:
 # ----------------------------------------------------------------------------- SIGKILL
 
 
+@pytest.mark.daemon_log(exit=(0, -9))  # it SIGKILLs the daemon, round after round
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_damages_the_file(tmp_path: Path,
                                                           listeners: Listeners) -> None:
@@ -478,6 +479,7 @@ def test_value_typo_mid_run_keeps_the_daemon_up(station: Station, typo: str) -> 
               lambda: None if s.d.settings.read_bytes() == broken else pytest.fail("overwritten"))
 
 
+@pytest.mark.daemon_log(exit=78)
 @pytest.mark.parametrize("typo", sorted(TYPOS))
 def test_value_typo_at_start_exits_78_with_one_line(tmp_path: Path, typo: str) -> None:
     line, needle = TYPOS[typo]

@@ -130,6 +130,7 @@ def test_bad_global_port_at_start_exits_78_with_one_line(tmp_path: Path, port: A
     assert "1 to 65535" in lines[0] and repr(port) in lines[0]
 
 
+@pytest.mark.daemon_log(allow=[r"ERROR .*invalid value 70000: .*keeping the last good settings"])
 def test_bad_port_via_config_set_and_reload(tmp_path: Path, listeners: Listeners) -> None:
     ip, port = listeners.open("127.0.0.51")
     d = Daemon(tmp_path)
@@ -288,6 +289,7 @@ def test_hostile_dhcp_events_and_camera_add_over_the_socket(tmp_path: Path,
         d.stop()
 
 
+@pytest.mark.daemon_log(allow=[r"ERROR .*is not UTF-8 text.*keeping the last good settings"])
 def test_non_utf8_settings_file(tmp_path: Path, listeners: Listeners) -> None:
     ip, port = listeners.open("127.0.0.67")
     good = yaml.safe_dump({"camera-heartbeat-interval": 1, "camera-heartbeat-tcp-port": port,
