@@ -8,7 +8,8 @@ Every request:
 - is bounded in time as a whole, not per socket operation: a watchdog shuts the socket
   down once ``timeout`` seconds have passed since the request started, so a server that
   never answers, or trickles one byte at a time, costs at most about ``timeout``;
-- reads at most ``MAX_RESPONSE`` bytes: a broken or hostile server cannot exhaust memory;
+- reads at most ``MAX_RESPONSE`` bytes (the camera list: ``MAX_LIST_RESPONSE``, room for
+  ``MAX_CAMERAS`` records with long names): a broken or hostile server cannot exhaust memory;
 - expects JSON back and checks its shape before anything of it is used.
 
 Failures raise ``WebUIError``, whose message is one sentence naming the web UI:
@@ -41,7 +42,10 @@ from . import __version__
 from .errors import HeartbeatError, InvalidValue
 
 DEFAULT_TIMEOUT = 5.0
-MAX_RESPONSE = 1 << 20  # bytes of one answer; the web UI's camera list is far smaller
+MAX_RESPONSE = 1 << 20  # bytes of one answer (other than the camera list)
+#: bytes of the camera list: 4096 cameras (settings.MAX_CAMERAS) with 253-character names
+#: are about 1.7 MB; more is refused before it is parsed
+MAX_LIST_RESPONSE = 4 << 20
 USER_AGENT = f"pumaguard-heartbeat/{__version__}"
 URL_KEY = "camera_heartbeat_webui_url"
 STATUSES = ("connected", "disconnected")
@@ -221,7 +225,7 @@ class WebUI:
 
     def cameras(self) -> list[dict[str, Any]]:
         """``GET /api/dhcp/cameras``: the web UI's camera records (objects only), as returned."""
-        _, body = self._call("GET", "/api/dhcp/cameras")
+        _, body = self._call("GET", "/api/dhcp/cameras", limit=MAX_LIST_RESPONSE)
         records = body.get("cameras") if isinstance(body, dict) else None
         if not isinstance(records, list):
             raise self._unexpected("GET", "/api/dhcp/cameras", "no camera list")
@@ -329,9 +333,10 @@ class WebUI:
         body: Any = None,
         ok: tuple[int, ...] = (200,),
         also: tuple[int, ...] = (),
+        limit: int = MAX_RESPONSE,
     ) -> tuple[int, Any]:
         """One request; (status, decoded JSON). ``also``: statuses that are answers, not
-        errors (their body is not required to be JSON)."""
+        errors (their body is not required to be JSON); ``limit``: bytes read at most."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("User-Agent", USER_AGENT)
@@ -356,7 +361,7 @@ class WebUI:
                     resp = e  # an answer with a status that is not 2xx: still read it (capped)
                 with resp:
                     status = int(resp.status or 0)
-                    raw = self._read(resp, where)
+                    raw = self._read(resp, where, limit)
             except WebUIError:
                 raise
             except Exception as e:  # every failure becomes one sentence
@@ -379,17 +384,14 @@ class WebUI:
                 self.url, f"sent something that is not JSON in answer to {where}"
             ) from None
 
-    def _read(self, resp: Any, where: str) -> bytes:
+    def _read(self, resp: Any, where: str, limit: int) -> bytes:
+        too_much = WebUIError(self.url, f"sent more than {limit >> 20} MiB in answer to {where}")
         length = resp.headers.get("Content-Length") if resp.headers else None
-        if length and length.strip().isdigit() and int(length) > MAX_RESPONSE:
-            raise WebUIError(
-                self.url, f"sent more than {MAX_RESPONSE >> 20} MiB in answer to {where}"
-            )
-        raw: bytes = resp.read(MAX_RESPONSE + 1)
-        if len(raw) > MAX_RESPONSE:
-            raise WebUIError(
-                self.url, f"sent more than {MAX_RESPONSE >> 20} MiB in answer to {where}"
-            )
+        if length and length.strip().isdigit() and int(length) > limit:
+            raise too_much
+        raw: bytes = resp.read(limit + 1)
+        if len(raw) > limit:
+            raise too_much
         return raw
 
     def _describe(self, e: BaseException) -> str:

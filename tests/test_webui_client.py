@@ -32,7 +32,7 @@ from webui_harness import (
 )
 
 from pumaguard_hb.errors import HeartbeatError, InvalidValue
-from pumaguard_hb.webui import MAX_RESPONSE, WebUI, WebUIError
+from pumaguard_hb.webui import MAX_LIST_RESPONSE, MAX_RESPONSE, WebUI, WebUIError
 
 __all__ = ["webui_factory"]  # the fixture, imported for pytest
 
@@ -525,7 +525,7 @@ def test_deeply_nested_json_is_not_json() -> None:
 
 @pytest.mark.parametrize("with_length", [True, False])
 def test_an_oversized_answer_is_refused(with_length: bool) -> None:
-    big = b'{"cameras": ["' + b"x" * (MAX_RESPONSE + 10) + b'"]}'
+    big = b'{"cameras": ["' + b"x" * (MAX_LIST_RESPONSE + 10) + b'"]}'
     with (
         http_server(reply(200, big, length=with_length)) as url,
         pytest.raises(WebUIError) as err,
@@ -533,7 +533,7 @@ def test_an_oversized_answer_is_refused(with_length: bool) -> None:
         WebUI(url).cameras()
     assert (
         str(err.value)
-        == f"web UI at {url}: sent more than 1 MiB in answer to GET /api/dhcp/cameras"
+        == f"web UI at {url}: sent more than 4 MiB in answer to GET /api/dhcp/cameras"
     )
 
 
