@@ -7,6 +7,10 @@
 
 The daemon's entry point picks one; the monitor never knows which. Both are tested by
 the same behavioural tests (tests/test_stores.py).
+
+The calls may take long (a web UI answering slowly): in web UI mode the monitor makes
+:meth:`CameraStore.listing` and :meth:`CameraStore.publish` from one task of its own,
+beside the sweeps, never inside one; :meth:`CameraStore.dhcp` only queues.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class CameraStore(Protocol):
         """A camera removed by hand."""
 
     async def dhcp(self, outcome: DhcpOutcome) -> None:
-        """A DHCP event the daemon received (learned cameras, new addresses)."""
+        """A DHCP event the daemon received (learned cameras, new addresses); the web UI
+        store queues it for the next publish."""
 
     def unsaved(self) -> dict[str, Any]:
         """What was changed by hand or by DHCP but not yet published (kept over a restart)."""
