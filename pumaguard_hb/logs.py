@@ -47,9 +47,7 @@ class PrintableFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string: logging's own error report handles it
             return True
-        clean = printable(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+        record.msg, record.args = printable(message), None  # formatted once, here
         return True
 
 
