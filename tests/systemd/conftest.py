@@ -10,12 +10,17 @@ PUMAGUARD_HB_TEST_DEB=PATH to test a .deb built elsewhere.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import nspawn
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the harness
+import harness
 
 REPO = nspawn.REPO
 
@@ -58,11 +63,45 @@ def deb(systemd_host: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+UNIT = "pumaguard-heartbeat.service"
+
+
 @pytest.fixture
-def container(base_rootfs: Path) -> Iterator[nspawn.Container]:
-    """A freshly booted container with its own (empty) network namespace."""
+def container(
+    base_rootfs: Path, request: pytest.FixtureRequest
+) -> Iterator[nspawn.Container]:
+    """A freshly booted container with its own (empty) network namespace; at the end, the
+    daemon's journal is checked as the harness checks a daemon's log (docs/testing.md)."""
     with nspawn.Container(base_rootfs) as c:
         yield c
+        journal_checked(c, harness.Expect.of(request.node))
+
+
+def journal_checked(c: nspawn.Container, expect: harness.Expect) -> None:
+    """When the package is installed: stop the daemon; it ends with a declared status (0),
+    and its journal has no error line (priority err or worse) and no traceback, except
+    what the test declares (``@pytest.mark.daemon_log``)."""
+    if c.show(UNIT, "LoadState") != "loaded":
+        return  # not installed (or purged by the test)
+    c.run(["systemctl", "stop", UNIT], check=False, timeout=60)
+    found = []
+    status = c.show(UNIT, "ExecMainStatus")
+    if status.lstrip("-").isdigit() and int(status) not in expect.exit:
+        found.append(f"its last run ended with status {status}, expected {expect.exit}")
+    errors = c.journal(UNIT, "-p", "err").splitlines()
+    found += [ln for ln in errors if not any(re.search(a, ln) for a in expect.allow)]
+    full = c.journal(UNIT)
+    if "Traceback (most recent" in full and not any(
+        re.search(a, full[full.index("Traceback") :]) for a in expect.allow
+    ):
+        found.append(full[full.index("Traceback") :][:3000])
+    if found:
+        pytest.fail(
+            f"{UNIT} did not end clean (exit 0, no error line, no traceback in its journal);"
+            " declare what the test provokes with @pytest.mark.daemon_log (docs/testing.md):\n"
+            + "\n".join(found),
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -220,6 +220,7 @@ def test_rewritten_settings_file_keeps_a_group_that_is_not_the_daemons(station: 
     assert (mode, owner, group) == ("660", "pumaguard-hb", "pgwebui"), c.journal(UNIT)
 
 
+@pytest.mark.daemon_log(exit=(0, 78))
 def test_invalid_settings_at_start_exit_78_no_restart(station: Station) -> None:
     st, c = station, station.c
     c.run(["systemctl", "stop", UNIT], timeout=30)
@@ -240,6 +241,7 @@ def test_invalid_settings_at_start_exit_78_no_restart(station: Station) -> None:
     assert check.returncode == 78
 
 
+@pytest.mark.daemon_log(allow=[r"[Ww]atchdog timeout"])  # systemd says it, at err
 def test_kill_9_restarts_and_watchdog(station: Station) -> None:
     st, c = station, station.c
     st.write_settings(settings_yaml("tcp"))
