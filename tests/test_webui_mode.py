@@ -77,7 +77,10 @@ class Station:
         self.shared = write_webui_settings(
             tmp / "pumaguard-settings.yaml", webui_settings(cameras, **shared_keys)
         )
-        self.own = tmp / "heartbeat.yaml"
+        # our own config in a folder only root may write: the daemon runs as root here, and a
+        # privileged key is honoured only from such a place (docs/security.md)
+        (tmp / "own").mkdir(mode=0o755, exist_ok=True)
+        self.own = tmp / "own" / "heartbeat.yaml"
         own_doc: dict[str, Any] = {
             "camera_heartbeat_interval": 1,
             "camera_heartbeat_method": "tcp",
