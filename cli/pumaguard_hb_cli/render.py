@@ -15,12 +15,15 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any, TypeGuard
 
 from rich import box
 from rich.cells import cell_len
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -279,7 +282,7 @@ def _width(header: str, cells: list[Text]) -> int:
 
 def fitted_table(
     cameras: list[dict[str, Any]], now: float, width: int | None, check: bool = False
-) -> tuple[Table, list[str]]:
+) -> tuple[Grid, list[str]]:
     """The camera table fitted to ``width`` terminal columns (None: every column, ``--wide``),
     and the names of the columns it leaves out.
 
@@ -300,9 +303,8 @@ def fitted_table(
         if width is None or used + extra <= width:
             kept.add(name)
             used += extra
-    table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False, width=used)
     hidden: list[str] = []
-    shown: list[list[Text]] = []
+    columns: list[tuple[str, list[Text]]] = []
     for name, cells in cols.items():
         if name == "dates":
             if name not in kept and "LAST SEEN" in kept:
@@ -313,13 +315,56 @@ def fitted_table(
             continue
         if name == "LAST SEEN" and "dates" in kept:
             cells = cols["dates"]
-        # no min_width: rich 13 counts the padding in it, rich 14+ does not; the table's
-        # width (exactly what the kept columns need) already keeps rich from shrinking any
-        table.add_column(name, justify="right" if name in RIGHT else "left", no_wrap=True)
-        shown.append(cells)
-    for row in zip(*shown, strict=True):
-        table.add_row(*row)
-    return table, hidden
+        columns.append((name, cells))
+    return Grid(columns), hidden
+
+
+class Grid:
+    """The camera table: one line per camera, every cell whole, laid out as rich draws a
+    ``box.SIMPLE`` table without edges (bold header, a rule, columns :data:`GAP` apart).
+
+    Drawn here rather than by rich's :class:`~rich.table.Table`, which measures, wraps
+    and crops every cell: 0.7 s of a 0.78 s ``status`` at 1000 cameras (issue 21,
+    docs/performance.md). The cells are already one line each (:func:`lit`) and the
+    widths are known, so each row is a few segments.
+    """
+
+    def __init__(self, columns: list[tuple[str, list[Text]]]) -> None:
+        self.columns = columns
+        self.widths = [_width(name, cells) for name, cells in columns]
+        self.width = sum(self.widths) + GAP * max(0, len(columns) - 1)
+
+    def _line(self, console: Console, cells: list[Text]) -> Iterator[Segment]:
+        last = len(cells) - 1
+        for i, (cell, (name, _), width) in enumerate(
+            zip(cells, self.columns, self.widths, strict=True)
+        ):
+            pad = " " * (width - cell.cell_len)
+            right = name in RIGHT
+            if right and pad:
+                yield Segment(pad)
+            segments = cell.render(console)
+            if cell.style:  # a Text's own style is a span only once rich joins it into lines
+                segments = Segment.apply_style(segments, console.get_style(cell.style))
+            yield from segments
+            if not right and pad:
+                yield Segment(pad)
+            if i < last:
+                yield Segment(" " * GAP)
+        yield Segment.line()
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.columns:
+            return
+        header = console.get_style("table.header")
+        yield from self._line(console, [Text(name, style=header) for name, _ in self.columns])
+        yield Segment("\u2500" * self.width)
+        yield Segment.line()
+        for row in zip(*(cells for _, cells in self.columns), strict=True):
+            yield from self._line(console, list(row))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.width, self.width)
 
 
 def hidden_hint(hidden: list[str], width: int | None, command: str = "status") -> Text:
