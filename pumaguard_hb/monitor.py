@@ -588,6 +588,11 @@ class Monitor:
             )
         if file is self.shared and "settings" in self.problems:
             raise Conflict(f"cannot change settings: {self.problems['settings']}")
+        if key.privileged and file.untrusted:  # it would be ignored there (docs/security.md)
+            raise Conflict(
+                f"not saved: {file.path}: {file.untrusted}, so {key.name} would be ignored "
+                "there; make it writable by root and the service user only"
+            )
         doc = self.own_doc if file is self.own else self.shared_doc
         stored = plain_value(key, checked) if isinstance(checked, tuple) else value
         # our own file: the README's spelling unless it has another; the shared file keeps

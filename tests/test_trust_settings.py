@@ -208,6 +208,22 @@ def test_check_config_says_what_is_ignored(tmp_path: Path) -> None:
     assert quiet.returncode == 0 and "ignored" not in quiet.stdout + quiet.stderr
 
 
+def test_root_may_not_save_a_privileged_key_where_it_would_be_ignored(tmp_path: Path) -> None:
+    d = Daemon(tmp_path)
+    write_settings(d.settings, {"camera_heartbeat_interval": 3600, "cameras": []})
+    d.settings.chmod(0o660)
+    d.start()
+    before = d.settings.read_bytes()
+    env = clean_env(PUMAGUARD_HB_SOCKET=str(d.socket))
+    done = run_cli("config", "set", COMMAND_KEY, "/usr/bin/id", env=env)
+    assert done.returncode == 6, (done.stdout, done.stderr)
+    assert "would be ignored" in done.stderr and "group" in done.stderr, done.stderr
+    assert d.settings.read_bytes() == before
+    ok = run_cli("config", "set", "camera_heartbeat_interval", "60", env=env)
+    assert ok.returncode == 0, ok.stderr  # everything else may still be set there
+    assert d.stop() == 0
+
+
 # -- secrets are never shown -------------------------------------------------------------------
 
 
