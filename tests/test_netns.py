@@ -50,8 +50,8 @@ def by_ip(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["ip_address"]: c for c in status["cameras"]}
 
 
-SILENT = 40  # silent cameras of the next test
-LOAD_ROOM = 6.0  # seconds a loaded machine may add to one sweep of its 43 cameras
+SILENT = 60  # silent cameras of the next test
+LOAD_ROOM = 10.0  # seconds a loaded machine may add to one sweep of its 63 cameras
 
 
 def test_each_method_against_answering_refusing_and_silent_cameras(
@@ -118,9 +118,10 @@ def test_each_method_against_answering_refusing_and_silent_cameras(
                 else:
                     assert cam["reason"].endswith(expect), (method, ip, cam)
             # silent cameras are waited for all at once: about one timeout window (two for
-            # both), not one per silent camera (40 s, 80 s for both) nor one per few (three
-            # at a time: >= 13 s, 26 s); figures are in bench/
+            # both), not one per silent camera (60 s, 120 s for both) nor one per few (three
+            # at a time: >= 20 s, 40 s); figures are in bench/
             windows = 2 if method == "both" else 1
+            print(f"{method}: {SILENT} silent cameras checked in {took:.1f}s")
             assert took < windows * 1.0 + LOAD_ROOM, (method, took)
             assert windows * 1.0 + LOAD_ROOM < SILENT / 3 * windows  # so it catches that
         assert d.call("status")["daemon"]["icmp_mode"] == "privileged"
