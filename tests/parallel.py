@@ -31,19 +31,19 @@ import pytest
 
 #: Files whose tests are independent of each other and slow enough to be worth spreading
 #: over the workers test by test (each test makes its own daemon, lab and folders).
-SPLIT: frozenset[str] = frozenset()
+SPLIT: frozenset[str] = frozenset(
+    {
+        # each test boots its own container (about 50 s before it starts): alone it was a
+        # third of the PyPI run's wall time in one worker
+        "systemd/test_systemd_e2e.py",
+    }
+)
 
 #: Files that must not run at the same time as each other: group name -> files.
-SHARED: dict[str, tuple[str, ...]] = {
-    # One worker boots every systemd container: the .deb and the base rootfs are session
-    # fixtures (built once per worker), and the containers are the heaviest thing we run.
-    "systemd": (
-        "systemd/test_systemd_e2e.py",
-        "systemd/test_systemd_release.py",
-        "systemd/test_systemd_unit.py",
-        "systemd/test_systemd_webui.py",
-    ),
-}
+SHARED: dict[str, tuple[str, ...]] = {}
+# (None today. The systemd tests need no group: every container, overlay, cgroup and
+# namespace is named after its test process, the cached root file systems are built under a
+# lock, and each worker builds its own .deb, 8 s.)
 
 #: Skips that are expected where ``./dev test`` installed everything: (test id pattern,
 #: reason pattern, why it is allowed). Anything else that skips fails the run under --hb-ci.
@@ -145,11 +145,18 @@ class _Recorder:
             for outcome in self.outcomes.values():
                 counts[outcome] = counts.get(outcome, 0) + 1
             slowest = sorted(self.durations.items(), key=lambda kv: -kv[1])[:25]
+            by_file: dict[str, float] = {}
+            for nodeid, secs in self.durations.items():
+                f = nodeid.split("::")[0]
+                by_file[f] = by_file.get(f, 0.0) + secs
             doc: dict[str, Any] = {
                 "wall_s": round(time.monotonic() - self.start, 1),
                 "exitstatus": int(session.exitstatus),
                 "counts": counts,
                 "slowest": [[n, round(d, 2)] for n, d in slowest],
+                "by_file": {
+                    f: round(d, 1) for f, d in sorted(by_file.items(), key=lambda kv: -kv[1])
+                },
                 "skips": [
                     {"test": n, "reason": r, "allowed": skip_allowed(n, r)} for n, r in self.skips
                 ],
