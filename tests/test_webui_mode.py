@@ -519,6 +519,7 @@ def test_standalone_mode_is_reported_as_such(station) -> None:
         d.stop()
 
 
+@pytest.mark.daemon_log(exit=78)
 def test_an_invalid_web_ui_url_stops_the_start_with_exit_78(station) -> None:
     s = station(two_cameras())
     s.start_daemon(args=["--webui", "ftp://127.0.0.1:5000", "--config", str(s.own)], wait=False)
