@@ -109,7 +109,7 @@ def test_sigkill_at_random_moments_never_damages_the_file(tmp_path: Path,
     ip1, port = listeners.open("127.0.0.81")
     ip2, _ = listeners.open("127.0.0.82", port)
     d = Daemon(tmp_path)
-    original = fixture_doc([ip1, ip2], port, 0.05)
+    original = fixture_doc([ip1, ip2], port, 1)  # the minimum; check_now drives the sweeps
     write_settings(d.settings, original)
     original = yaml.safe_load(d.settings.read_text())
     rng = random.Random(5)
@@ -222,7 +222,7 @@ def test_in_place_writer_racing_the_daemon_loses_nothing(
     ip1, port = listeners.open("127.0.0.83")
     ip2, _ = listeners.open("127.0.0.84", port)
     d = Daemon(tmp_path)
-    memory = fixture_doc([ip1, ip2], port, 0.5)
+    memory = fixture_doc([ip1, ip2], port, 1)  # the minimum
     memory["webui-counter"] = 0
     for i, cam in enumerate(memory["cameras"]):
         cam["webui-note"] = f"note {i}"
