@@ -108,7 +108,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-if os.environ.get(_MOUNTED_ENV):
+if os.environ.get(_MOUNTED_ENV) and not os.environ.get("PYTEST_XDIST_WORKER"):
+    # only the process that mounted it: an xdist worker that ends first must not pull the
+    # tree away from the others (and from the controller's working directory)
     import atexit
 
     atexit.register(_unmount, Path(os.environ[_MOUNTED_ENV]))
