@@ -51,6 +51,7 @@ SHARED: dict[str, tuple[str, ...]] = {}
 ALLOWED_SKIPS: tuple[tuple[str, str, str], ...] = ()
 
 _TESTS = Path(__file__).resolve().parent
+_GROUP_SUFFIX = re.compile(r"@[^@\[\]/]*$")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -83,6 +84,7 @@ def group_of(rel: str) -> str | None:
     return rel
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups (it registers later)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("xdist_group"):
@@ -108,7 +110,7 @@ class _Recorder:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        nodeid = report.nodeid
+        nodeid = _GROUP_SUFFIX.sub("", report.nodeid)  # xdist adds "@group" under loadgroup
         self.durations[nodeid] = self.durations.get(nodeid, 0.0) + report.duration
         if report.skipped:
             lr = report.longrepr
