@@ -348,7 +348,7 @@ class FreshMachine:
                 nspawn._remove_cgroup_tree(cg)
 
 
-def test_command(full: bool, subset: Sequence[str]) -> str:
+def dev_test_command(full: bool, subset: Sequence[str]) -> str:
     """The README's test command as this check runs it."""
     if full:
         return "sudo ./dev test"
@@ -361,7 +361,7 @@ def check(
 ) -> list[tuple[str, int, float]]:
     """Clone, demo, test on a fresh ``suite``; returns (step, exit status, seconds)."""
     results: list[tuple[str, int, float]] = []
-    test_cmd = test_command(full, subset)
+    test_cmd = dev_test_command(full, subset)
     steps = [
         (
             f"git clone into {CLONE}",
@@ -407,7 +407,7 @@ def main() -> int:
     if args.dry_run:
         for suite, full in [(s, True) for s in args.full] + [(s, False) for s in args.quick]:
             print(f"{suite}: git clone; sudo ./dev demo --duration {DEMO_SECONDS}; "
-                  f"{test_command(full, args.subset)}")  # fmt: skip
+                  f"{dev_test_command(full, args.subset)}")  # fmt: skip
         return 0
     if os.geteuid() != 0:
         print("fresh_machine.py needs root (mmdebstrap, systemd-nspawn)", file=sys.stderr)
