@@ -36,6 +36,7 @@ SPLIT: frozenset[str] = frozenset(
         # each test boots its own container (about 50 s before it starts): alone it was a
         # third of the PyPI run's wall time in one worker
         "systemd/test_systemd_e2e.py",
+        "systemd/test_systemd_unit.py",  # the same: a container per test, ~37 s each
     }
 )
 
