@@ -148,16 +148,25 @@ def main() -> int:
                 first = fresh[0]["mac_address"]
                 wait(lambda first=first: swept(sock, first, a.cameras), 600, f"round {r + 1}")
                 took = time.monotonic() - t0
+                t1 = time.monotonic()
                 get(f"http://127.0.0.1:{port}/metrics")
+                t2 = time.monotonic()
                 get(f"http://127.0.0.1:{port}/")
+                t3 = time.monotonic()
                 time.sleep(3)  # the write after the sweep, the file watch
                 rss, hwm = rss_kib(proc.pid)
                 rows.append((r + 1, rss, hwm, took))
                 print(
                     f"round {r + 1:2d}: RSS {rss / 1024:6.1f} MiB  (peak {hwm / 1024:6.1f} MiB,"
-                    f" list read and swept in {took:4.1f} s)",
+                    f" list read and swept in {took:4.1f} s; first GET /metrics {t2 - t1:4.2f} s,"
+                    f" / {t3 - t2:4.2f} s)",
                     flush=True,
                 )
+        except BaseException:
+            lines = (tmp / "daemon.log").read_text(errors="replace").splitlines()
+            told = [x for x in lines if "WARNING camera" not in x and "INFO camera" not in x]
+            print("\n".join(told[-40:]), file=sys.stderr)
+            raise
         finally:
             proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -306,7 +306,7 @@ class MetricsServer:
         self.builds = {"metrics": 0, "page": 0}
         self.cut = {"idle": 0, "timeout": 0, "busy": 0}
         self._built: dict[str, _Built] = {}
-        self._locks = {"metrics": asyncio.Lock(), "page": asyncio.Lock()}
+        self._pending: dict[str, asyncio.Future[_Built]] = {}
         self._clients = 0
         self._idle: dict[asyncio.StreamWriter, None] = {}  # no request head yet, oldest first
         self._nonce = f"{time.time_ns() & 0xFFFFFFFF:x}"
@@ -346,27 +346,42 @@ class MetricsServer:
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
             self.server = None
         self._built.clear()
+        for task in self._pending.values():
+            task.cancel()
 
     # -- the bodies, built once per version --------------------------------------------
 
     async def body(self, what: str) -> _Built:
         """The body of ``what`` (``metrics`` or ``page``): the cached build while the
-        figures are the same, else a new one (requests meanwhile wait for it and share it)."""
-        async with self._locks[what]:
-            key = self.freshness.key() if self.freshness is not None else (time.monotonic(),)
-            built = self._built.get(what)
-            now = time.monotonic()
-            if built is not None and _same(built.key, key) and now - built.at < MAX_AGE:
-                return built
-            if what == "page":
-                assert self.page is not None
-                text = await self.page()  # takes the status before its first await
-            else:
-                text = self.source() + self._own_figures()
-            self.builds[what] += 1
-            etag = f'"{what[0]}{self._nonce}-{self.builds[what]}"'
-            built = self._built[what] = _Built(key, now, text.encode(), etag)
+        figures are the same, else a new one. Requests meanwhile share the build in
+        flight, and a build outlives a client that gave up: the next one gets it."""
+        key = self.freshness.key() if self.freshness is not None else (time.monotonic(),)
+        built = self._built.get(what)
+        if built is not None and _same(built.key, key) and time.monotonic() - built.at < MAX_AGE:
             return built
+        task = self._pending.get(what)
+        if task is None:
+            task = asyncio.ensure_future(self._build(what, key))
+            self._pending[what] = task
+            task.add_done_callback(lambda t: self._built_done(what, t))
+        return await asyncio.shield(task)
+
+    async def _build(self, what: str, key: tuple[object, ...]) -> _Built:
+        if what == "page":
+            assert self.page is not None
+            text = await self.page()  # takes the status before its first await
+        else:
+            text = self.source() + self._own_figures()
+        self.builds[what] += 1
+        etag = f'"{what[0]}{self._nonce}-{self.builds[what]}"'
+        built = self._built[what] = _Built(key, time.monotonic(), text.encode(), etag)
+        return built
+
+    def _built_done(self, what: str, task: asyncio.Future[_Built]) -> None:
+        if self._pending.get(what) is task:
+            del self._pending[what]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("building %s failed: %r", what, task.exception())
 
     def _own_figures(self) -> str:
         """The listener's own counters, after the figures of ``source``."""
