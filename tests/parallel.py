@@ -65,6 +65,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(also PUMAGUARD_HB_CI=1)",
     )
     group.addoption("--hb-report", metavar="FILE", help="write a JSON summary of the run")
+    group.addoption(
+        "--hb-order-from",
+        metavar="FILE",
+        help="an earlier run's --hb-report: start the longest groups first",
+    )
 
 
 def _rel(item: pytest.Item) -> str:
@@ -87,12 +92,35 @@ def group_of(rel: str) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups (it registers later)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    units: dict[str, list[pytest.Item]] = {}  # a group, or one test outside any group
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue  # the test chose its own
-        name = group_of(_rel(item))
-        if name is not None:
-            item.add_marker(pytest.mark.xdist_group(name))
+        mark = item.get_closest_marker("xdist_group")
+        if mark is None:  # else the test chose its own
+            name = group_of(_rel(item))
+            if name is not None:
+                item.add_marker(pytest.mark.xdist_group(name))
+                mark = item.get_closest_marker("xdist_group")
+        unit = str(mark.args[0]) if mark and mark.args else item.nodeid
+        units.setdefault(unit, []).append(item)
+    # xdist hands out the units in this order: the longest first (as an earlier run measured
+    # them), so that no long file starts last and runs alone at the end. The same file gives
+    # every worker the same order; a test's order within its group is kept.
+    earlier = _durations(config.getoption("hb_order_from"))
+    if earlier:
+        order = sorted(
+            units.values(), key=lambda its: -sum(earlier.get(i.nodeid, 0.0) for i in its)
+        )
+        items[:] = [i for its in order for i in its]
+
+
+def _durations(path: str | None) -> dict[str, float]:
+    if not path:
+        return {}
+    try:
+        doc = json.loads(Path(path).read_text())
+        return {str(k): float(v) for k, v in doc.get("durations", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def skip_allowed(nodeid: str, reason: str) -> bool:
@@ -157,6 +185,7 @@ class _Recorder:
                 "exitstatus": int(session.exitstatus),
                 "counts": counts,
                 "slowest": [[n, round(d, 2)] for n, d in slowest],
+                "durations": {n: round(d, 2) for n, d in sorted(self.durations.items())},
                 "by_file": {
                     f: round(d, 1) for f, d in sorted(by_file.items(), key=lambda kv: -kv[1])
                 },
