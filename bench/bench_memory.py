@@ -120,6 +120,7 @@ def main() -> int:
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--cameras", type=int, default=1000)
+    ap.add_argument("--no-http", action="store_true", help="no GET (a daemon under a profiler)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmpdir:
         tmp = Path(tmpdir)
@@ -149,9 +150,11 @@ def main() -> int:
                 wait(lambda first=first: swept(sock, first, a.cameras), 600, f"round {r + 1}")
                 took = time.monotonic() - t0
                 t1 = time.monotonic()
-                get(f"http://127.0.0.1:{port}/metrics")
+                if not a.no_http:
+                    get(f"http://127.0.0.1:{port}/metrics")
                 t2 = time.monotonic()
-                get(f"http://127.0.0.1:{port}/")
+                if not a.no_http:
+                    get(f"http://127.0.0.1:{port}/")
                 t3 = time.monotonic()
                 time.sleep(3)  # the write after the sweep, the file watch
                 rss, hwm = rss_kib(proc.pid)
