@@ -63,6 +63,7 @@ def test_package_install_start_stop_purge(installed: nspawn.Container) -> None:
     state = c.run(["stat", "-c", "%a %U %G", "/var/lib/pumaguard-heartbeat"]).stdout.strip()
     assert state == "700 pumaguard-hb pumaguard-hb"
     assert c.show(UNIT, "UMask") == "0077"
+    assert c.show(UNIT, "MemoryMax") == str(384 * 1024 * 1024)  # bounded (docs/security.md)
 
     # The journal has the daemon's lines and no traceback.
     journal = c.journal(UNIT)
