@@ -32,7 +32,7 @@ from webui_harness import (
 )
 
 from pumaguard_hb.errors import HeartbeatError, InvalidValue
-from pumaguard_hb.webui import MAX_LIST_RESPONSE, MAX_RESPONSE, WebUI, WebUIError
+from pumaguard_hb.webui import MAX_LIST_RESPONSE, WebUI, WebUIError
 
 __all__ = ["webui_factory"]  # the fixture, imported for pytest
 
