@@ -583,24 +583,23 @@ class _Check:
 
 
 async def _teardown(conn: _Conn, url: str, timeout: float) -> None:
-    """Best effort: send TEARDOWN and wait (bounded) for its reply, so that the camera
-    reads it before the connection closes (a close with unread data is a reset, and a
-    reset can discard the TEARDOWN before the camera reads it)."""
+    """Best effort, bounded: send TEARDOWN, close our side (FIN), and read on until its
+    reply or the camera's close, so that the camera reads the TEARDOWN before the
+    connection ends (a close with unread data is a reset, which can discard it)."""
     if not conn.session:
         return
+    mark = re.compile(rb"(?i)\nCSeq:[ \t]*%d[ \t]*\r?\n" % (conn.cseq + 1))
     with contextlib.suppress(_Fail, OSError, TimeoutError, ValueError):
         async with asyncio.timeout(timeout):
-            cseq = await conn.send("TEARDOWN", url, {})
+            await conn.send("TEARDOWN", url, {})
             conn.session = ""
-            while True:
-                while not conn.buf:
-                    await conn.fill("TEARDOWN")
-                if conn.buf[0] == 0x24:
-                    await conn.skip_frame("TEARDOWN")
-                    continue
-                reply = await conn.reply("TEARDOWN", cseq)
-                if reply.get("cseq") in ("", str(cseq)):
-                    return
+            conn.sock.shutdown(socket.SHUT_WR)
+            window = bytes(conn.buf[-4096:])
+            conn.buf.clear()
+            while not mark.search(window):  # the reply (frames before it are not parsed)
+                await conn.fill("TEARDOWN")
+                window = window[-64:] + bytes(conn.buf)
+                conn.buf.clear()
     conn.session = ""
 
 

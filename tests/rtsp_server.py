@@ -58,9 +58,8 @@ class RtspServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
         )
+        self._buf = b""
         self.events: list[str] = []
         self.ports: dict[str, int] = {}
         try:
@@ -76,25 +75,34 @@ class RtspServer:
         return f"rtsp://127.0.0.1:{self.ports[auth]}{path}"
 
     def _line(self, timeout: float) -> str:
+        """The next line that is not an event (raw reads: a buffered file and select()
+        disagree about lines already read ahead)."""
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if ready:
-                line = self.proc.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"rtsp_server.py exited; stderr: {self._stderr()}")
-                line = line.strip()
+        while True:
+            while b"\n" in self._buf:
+                raw, _, rest = self._buf.partition(b"\n")
+                self._buf = rest
+                line = raw.decode().strip()
                 if line.startswith("EVENT "):
                     self.events.append(line[6:])
                     continue
                 return line
-        raise RuntimeError("rtsp_server.py did not answer in time")
+            left = end - time.monotonic()
+            if left <= 0:
+                raise RuntimeError("rtsp_server.py did not answer in time")
+            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+            if ready:
+                data = os.read(fd, 65536)
+                if not data:
+                    raise RuntimeError(f"rtsp_server.py exited; stderr: {self._stderr()}")
+                self._buf += data
 
     def sessions(self) -> dict[str, int]:
         """The servers' open RTSP sessions now."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write("sessions\n")
+        self.proc.stdin.write(b"sessions\n")
         self.proc.stdin.flush()
         line = self._line(30.0)
         return {k: int(v) for k, v in (w.split("=") for w in line.split()[1:])}
@@ -103,7 +111,7 @@ class RtspServer:
         if self.proc.poll() is None:
             return "(running)"
         assert self.proc.stderr is not None
-        return self.proc.stderr.read()[-2000:]
+        return self.proc.stderr.read()[-2000:].decode(errors="replace")
 
     def close(self) -> None:
         if self.proc.poll() is None:
