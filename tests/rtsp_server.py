@@ -4,6 +4,7 @@ can use it). Three servers on free loopback ports in one process: no auth, Basic
 (GStreamer 1.22's GstRTSPAuth does Digest with MD5 and no qop). Mounts:
 
 - ``/test``: ``videotestsrc is-live=true ! jpegenc ! rtpjpegpay name=pay0 pt=26``
+- ``/hd``: 960x540 JPEG at 25 fps, a camera-like bit rate (for the benchmark)
 - ``/audio``: audio only (``audiotestsrc ! rtpL16pay``): "no video track in SDP"
 
 Protocol on stdout: one ``READY none=P basic=P digest=P`` line, then ``EVENT ...`` lines
@@ -26,6 +27,11 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 VIDEO = (
     "( videotestsrc is-live=true ! video/x-raw,format=I420,width=160,height=120,framerate=10/1 "
     "! jpegenc ! rtpjpegpay name=pay0 pt=26 )"
+)
+# a camera-like load for bench/bench_stream.py: about 2 Mbit/s of JPEG (measured there)
+HD = (
+    "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=960,height=540,"
+    "framerate=25/1 ! jpegenc quality=90 ! rtpjpegpay name=pay0 pt=26 )"
 )
 AUDIO = "( audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! rtpL16pay name=pay0 )"
 USER = "viewer"
@@ -149,7 +155,7 @@ def _serve() -> None:  # pragma: no cover - runs under /usr/bin/python3
         server.set_address("127.0.0.1")
         server.set_service("0")
         mounts = server.get_mount_points()
-        for path, launch in (("/test", VIDEO), ("/audio", AUDIO)):
+        for path, launch in (("/test", VIDEO), ("/hd", HD), ("/audio", AUDIO)):
             factory = GstRtspServer.RTSPMediaFactory()
             factory.set_launch(launch)
             factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
