@@ -68,7 +68,7 @@ from common import (
 )
 from netlab import Lab
 
-from pumaguard_hb.client import Client, ClientError
+from pumaguard_hb.control.client import Client, ClientError
 
 FIXTURE = REPO / "tests/fixtures/pumaguard-webui-settings.yaml"
 TIMEOUT = 1.0

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, alerts
-from .icmp import IcmpMode
-from .probe import ProbeResult
-from .station import Station
+from pumaguard_hb import __version__
+from pumaguard_hb.model.probing import ProbeResult
+from pumaguard_hb.model.station import Station
+from pumaguard_hb.outputs import alerts
+from pumaguard_hb.probes.icmp import IcmpMode
 
 if TYPE_CHECKING:
-    from .monitor import Monitor
+    from pumaguard_hb.monitor import Monitor
 
 
 def check_report(

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from harness import REPO, Daemon, Listeners, camera, free_port, wait_for, write_settings
 
-from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.control.protocol import ProtocolError
 
 MAC1, MAC2, MAC3 = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02", "aa:bb:cc:dd:ee:03"
 

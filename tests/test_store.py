@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pumaguard_hb.errors import SettingsError
-from pumaguard_hb.filestore import Patch
-from pumaguard_hb.settings_file import BeingWritten, SettingsFile
+from pumaguard_hb.model.errors import SettingsError
+from pumaguard_hb.stores.filestore import Patch
+from pumaguard_hb.stores.settings_file import BeingWritten, SettingsFile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pumaguard-webui-settings.yaml"
 

@@ -31,8 +31,8 @@ from webui_harness import (
     write_webui_settings,
 )
 
-from pumaguard_hb.errors import HeartbeatError, InvalidValue
-from pumaguard_hb.webui import MAX_LIST_RESPONSE, MAX_RESPONSE, WebUI, WebUIError
+from pumaguard_hb.model.errors import HeartbeatError, InvalidValue
+from pumaguard_hb.stores.webui import MAX_LIST_RESPONSE, WebUI, WebUIError
 
 __all__ = ["webui_factory"]  # the fixture, imported for pytest
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from pumaguard_hb.client import DaemonNotRunning, NoAnswer, NotPermitted
-from pumaguard_hb.discovery import Device, DiscoveryError, hostname_for
-from pumaguard_hb.discovery import is_known as known_camera
-from pumaguard_hb.discovery import probe as send_probe
-from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.control.client import DaemonNotRunning, NoAnswer, NotPermitted
+from pumaguard_hb.control.protocol import ProtocolError
+from pumaguard_hb.inputs.discovery import Device, DiscoveryError, hostname_for
+from pumaguard_hb.inputs.discovery import is_known as known_camera
+from pumaguard_hb.inputs.discovery import probe as send_probe
 
 from . import exits
 

@@ -27,7 +27,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from pumaguard_hb.camera import iso_seconds
+from pumaguard_hb.model.camera import iso_seconds
 
 STATUS_STYLE = {"connected": "bold green", "disconnected": "bold red"}
 

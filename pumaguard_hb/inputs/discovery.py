@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .camera import normalize_ip
-from .errors import HeartbeatError, InvalidValue
+from pumaguard_hb.model.camera import normalize_ip
+from pumaguard_hb.model.errors import HeartbeatError, InvalidValue
 
 if TYPE_CHECKING:
-    from .monitor import Monitor
+    from pumaguard_hb.monitor import Monitor
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +521,7 @@ async def run_periodic(monitor: Monitor) -> None:
 
 async def _add(monitor: Monitor, dev: Device, first: bool) -> bool:
     """Add ``dev`` as a camera; False (said once per device) when the daemon refuses it."""
-    from .station import MAX_LEARNED
+    from pumaguard_hb.model.station import MAX_LEARNED
 
     if len(monitor.station) >= MAX_LEARNED:  # a hostile network must not grow the list forever
         if first:

@@ -25,14 +25,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .camera import iso_seconds
-from .events import StateChange
-from .page import CONTENT_TYPE as PAGE_CONTENT_TYPE
-from .page import HEADERS as PAGE_HEADERS
-from .settings import Settings
+from pumaguard_hb.model.camera import iso_seconds
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.outputs.page import CONTENT_TYPE as PAGE_CONTENT_TYPE
+from pumaguard_hb.outputs.page import HEADERS as PAGE_HEADERS
 
 if TYPE_CHECKING:
-    from .monitor import Monitor
+    from pumaguard_hb.monitor import Monitor
 
 log = logging.getLogger(__name__)
 

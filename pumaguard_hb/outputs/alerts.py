@@ -23,13 +23,15 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import __version__, mail
-from .camera import CONNECTED
-from .events import StateChange
-from .settings import Settings, redact_secret
+from pumaguard_hb import __version__
+from pumaguard_hb.model.camera import CONNECTED
+from pumaguard_hb.model.checks import redact_secret
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.outputs import mail
 
 if TYPE_CHECKING:
-    from .monitor import Monitor
+    from pumaguard_hb.monitor import Monitor
 
 log = logging.getLogger(__name__)
 

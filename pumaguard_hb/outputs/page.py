@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .camera import iso_seconds
-from .history import DAY, DOWN, UNKNOWN, UP, WEEK, Segment, coverage
+from pumaguard_hb.model.camera import iso_seconds
+from pumaguard_hb.stores.history import DAY, DOWN, UNKNOWN, UP, WEEK, Segment, coverage
 
 if TYPE_CHECKING:
-    from .history import History
-    from .monitor import Monitor
+    from pumaguard_hb.monitor import Monitor
+    from pumaguard_hb.stores.history import History
 
 Timelines = Mapping[str, Sequence[Sequence[Segment]]]
 
