@@ -214,8 +214,8 @@ def test_absurd_nesting_is_a_settings_error_not_a_crash(tmp_path: Path, text: st
     path.write_text(text)
     code = (
         "import sys\nfrom pathlib import Path\n"
-        "from pumaguard_hb.settings_file import SettingsFile\n"
-        "from pumaguard_hb.errors import SettingsError\n"
+        "from pumaguard_hb.stores.settings_file import SettingsFile\n"
+        "from pumaguard_hb.model.errors import SettingsError\n"
         f"try:\n    SettingsFile(Path({str(path)!r})).read()\n"
         "except SettingsError as err:\n    print('settings error:', err)\n"
     )

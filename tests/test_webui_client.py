@@ -1,4 +1,4 @@
-"""pumaguard_hb.webui against the real PumaGuard web UI, and against broken servers.
+"""pumaguard_hb.stores.webui against the real PumaGuard web UI, and against broken servers.
 
 The real web UI (pumaguard 25.x, tests/webui/install.sh) runs on a loopback port with a
 throwaway home (tests/webui_harness.py). The failures a real web UI does not produce on

@@ -1,6 +1,6 @@
 """``pumaguard-hb``: ask pumaguard-heartbeat which cameras are reachable, and tell it what to do.
 
-Talks to the daemon only through :mod:`pumaguard_hb.client`. Every failure is
+Talks to the daemon only through :mod:`pumaguard_hb.control.client`. Every failure is
 one line on stderr and a documented exit status (see :mod:`.exits`); rich is
 imported only for human output, so ``--json`` starts fast.
 """
