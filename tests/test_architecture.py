@@ -27,6 +27,7 @@ TOO_LONG = {
     "pumaguard_hb.outputs.metrics": "the figures and their HTTP listener",
     "pumaguard_hb.stores.settings_file": "settled reads, the lock and atomic replace",
     "pumaguard_hb.stores.webstore": "the web UI as a camera store",
+    "pumaguard_hb.probes.stream": "new (issue 23): RTSP DESCRIBE/SETUP/PLAY, its author splits it",
 }
 
 #: part -> the parts it may import (besides itself and the package's __init__, which holds

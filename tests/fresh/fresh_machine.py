@@ -71,6 +71,7 @@ FRESH_TESTS = (
     "tests/test_metrics.py",  # promtool
     "tests/test_discovery.py",  # wsdd where packaged (Debian 12), its replay where not
     "tests/test_methods.py",  # GStreamer's RTSP server (python3-gi)
+    "tests/test_stream.py",  # GStreamer's RTSP server streaming (gstreamer1.0-plugins-good)
     "tests/test_watch.py",  # tmux
     "tests/test_cli.py",  # other users (useradd, setpriv) reaching the clone in /root
 )
