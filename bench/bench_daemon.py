@@ -68,7 +68,7 @@ from common import (
 )
 from netlab import Lab
 
-from pumaguard_hb.client import Client, ClientError
+from pumaguard_hb.control.client import Client, ClientError
 
 FIXTURE = REPO / "tests/fixtures/pumaguard-webui-settings.yaml"
 TIMEOUT = 1.0
@@ -262,8 +262,8 @@ def write_bytes(pid: int) -> int:
 
 
 # The same daemon with PyYAML's libyaml loader and dumper put in place of safe_load and
-# safe_dump (pumaguard_hb/store.py calls yaml.safe_load/yaml.safe_dump): an experiment
-# that shows what that change would save, without touching the product.
+# safe_dump (pumaguard_hb/stores/settings_file.py calls yaml.safe_load and safe_dump): an
+# experiment that shows what that change would save, without touching the product.
 LIBYAML_PRELUDE = """
 import runpy, sys, yaml
 def _load(stream):

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from pumaguard_hb.client import Client, ClientError  # noqa: E402
+from pumaguard_hb.control.client import Client, ClientError  # noqa: E402
 
 
 def cameras(round_no: int, n: int) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ Against a real gst-rtsp-server on loopback (tests/rtsp_server.py, run by /usr/bi
 - stream checks of ``/test`` (160x120 JPEG, 10 fps), ``/hd`` (960x540 JPEG, 25 fps: its
   bit rate is measured and printed) with Digest auth, and a frozen ``/hd`` (the fault
   proxy drops every RTP frame after PLAY; its verdict takes the whole timeout);
-- the ``rtsp`` method's OPTIONS check (pumaguard_hb.probe.probe_request) of the same server.
+- the ``rtsp`` method's OPTIONS check (pumaguard_hb.probes.http.probe_request) of the same server.
 
 Goal (issue 23): <= 20 ms CPU and <= 256 KB read per stream check. Prints figures only.
 """
@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 from rtsp_faults import FaultProxy  # noqa: E402
 from rtsp_server import PASSWORD, USER, RtspServer  # noqa: E402
 
-from pumaguard_hb.probe import probe_request  # noqa: E402
-from pumaguard_hb.stream import check_stream  # noqa: E402
+from pumaguard_hb.probes.http import probe_request  # noqa: E402
+from pumaguard_hb.probes.stream import check_stream  # noqa: E402
 
 GOAL_CPU_MS = 20.0
 GOAL_BYTES = 256 * 1024

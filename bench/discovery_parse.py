@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pumaguard_hb import discovery
+from pumaguard_hb.inputs import discovery
 
 SIZES = (250, 500, 1000)
 REPS = 5

@@ -2,7 +2,7 @@
 
 Run by bench/bench_daemon.py beside the idle daemons
 (``python bench/idle_floor.py WINDOWS SECONDS``); prints JSON. The idle daemon wakes up
-for three periodic tasks (pumaguard_hb/daemon.py, pumaguard_hb/metrics.py): the
+for three periodic tasks (pumaguard_hb/daemon.py, pumaguard_hb/outputs/metrics.py): the
 settings file check every 2 s (one stat()), the metrics listener check every 2 s, the
 STATUS= refresh every 5 s. This loop has the same three timers and does one stat()
 every 2 s, nothing else: what it costs is what those wake-ups cost on this machine,

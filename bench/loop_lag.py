@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from pumaguard_hb.client import Client, ClientError  # noqa: E402
+from pumaguard_hb.control.client import Client, ClientError  # noqa: E402
 
 SITECUSTOMIZE = """\
 # bench/loop_lag.py: a SIMULATED slow disk. Every fsync/fdatasync of this process sleeps first.

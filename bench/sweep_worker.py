@@ -27,9 +27,9 @@ from typing import Any
 
 import icmplib
 
-from pumaguard_hb.icmp import IcmpMode, detect_access
-from pumaguard_hb.probe import ProbeResult
-from pumaguard_hb.sweep import Target, run_sweep
+from pumaguard_hb.model.probing import ProbeResult, Target
+from pumaguard_hb.probes.icmp import IcmpMode, detect_access
+from pumaguard_hb.probes.sweep import run_sweep
 
 
 def sweep_once(

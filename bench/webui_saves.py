@@ -52,7 +52,7 @@ from webui_harness import (  # noqa: E402
     write_webui_settings,
 )
 
-from pumaguard_hb.client import Client, ClientError  # noqa: E402
+from pumaguard_hb.control.client import Client, ClientError  # noqa: E402
 
 IN_CLOSE_WRITE = 0x00000008
 DEFAULT_REFRESH = 300  # camera_heartbeat_webui_refresh's default

@@ -2,7 +2,7 @@
 
 Run by bench/bench_daemon.py under each interpreter (``python bench/yaml_cost.py``);
 prints JSON. Every sweep that changes something makes the daemon re-read the settings
-file under the lock and write it again (pumaguard_hb/store.py: ``yaml.safe_load`` and
+file under the lock and write it again (pumaguard_hb/stores/settings_file.py: ``yaml.safe_load`` and
 ``yaml.safe_dump``, PyYAML's pure-Python loader and dumper). This times exactly those
 two calls on the benchmark's settings files (the web UI's file with 50 and 1000
 cameras), and the same with PyYAML's libyaml classes (``CSafeLoader``/``CSafeDumper``),

@@ -2,6 +2,6 @@
 
 import sys
 
-from .daemon import main
+from pumaguard_hb.daemon import main
 
 sys.exit(main())

@@ -13,25 +13,26 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, logs
-from .actions import Actions
-from .alerts import Alerts
-from .commands import metrics_text
-from .discovery import run_periodic
-from .errors import InvalidValue, SettingsError
-from .history import History
-from .icmp import IcmpMode, detect_access
-from .metrics import Freshness, MetricsServer
-from .monitor import UNSAVED, Monitor
-from .notify import Notifier, watchdog_interval
-from .page import StatusPage
-from .paths import daemon_socket_path, state_dir
-from .server import ControlServer, SocketInUse
-from .settings import KEYS_BY_NAME, default_settings_path, raw_value, untrusted_view
-from .settings_file import SettingsFile
-from .store import CameraStore
-from .webstore import WebUIStore
-from .webui import WebUI
+from pumaguard_hb import __version__, logs
+from pumaguard_hb.control.commands import metrics_text
+from pumaguard_hb.control.server import ControlServer, SocketInUse
+from pumaguard_hb.inputs.discovery import run_periodic
+from pumaguard_hb.model.errors import InvalidValue, SettingsError
+from pumaguard_hb.model.keys import KEYS_BY_NAME
+from pumaguard_hb.model.settings import raw_value, untrusted_view
+from pumaguard_hb.monitor import UNSAVED, Monitor
+from pumaguard_hb.notify import Notifier, watchdog_interval
+from pumaguard_hb.outputs.actions import Actions
+from pumaguard_hb.outputs.alerts import Alerts
+from pumaguard_hb.outputs.metrics import Freshness, MetricsServer
+from pumaguard_hb.outputs.page import StatusPage
+from pumaguard_hb.paths import daemon_socket_path, default_settings_path, state_dir
+from pumaguard_hb.probes.icmp import IcmpMode, detect_access
+from pumaguard_hb.stores.cameras import CameraStore
+from pumaguard_hb.stores.history import History
+from pumaguard_hb.stores.settings_file import SettingsFile
+from pumaguard_hb.stores.webstore import WebUIStore
+from pumaguard_hb.stores.webui import WebUI
 
 log = logging.getLogger("pumaguard_hb")
 

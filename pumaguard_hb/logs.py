@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 
+from pumaguard_hb.model.text import printable
+
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
 
@@ -24,18 +26,6 @@ _PRIORITY = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
-
-
-def printable(text: str) -> str:
-    """``text`` with every character that is not printable (newlines, ESC and other control
-    characters, bidi and other format characters, unpaired surrogates) written as its
-    backslash escape (``\n``, ``\x1b``, ``\u202e``): one line, safe for the journal and a
-    terminal, and still telling what was sent."""
-    if text.isprintable():
-        return text
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
 
 
 class PrintableFilter(logging.Filter):

@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import status as status_view
-from .camera import (
+from pumaguard_hb import status as status_view
+from pumaguard_hb.inputs.discovery import Discoveries
+from pumaguard_hb.logs import NOTICE
+from pumaguard_hb.model.camera import (
     CONNECTED,
     Camera,
     Spec,
@@ -32,32 +34,23 @@ from .camera import (
     normalize_mac,
     now_iso,
 )
-from .discovery import Discoveries
-from .errors import Conflict, HeartbeatError, PermissionDenied, SettingsError
-from .events import Forget, Listener, StateChange
-from .icmp import IcmpAccess
-from .logs import NOTICE
-from .probe import ProbeResult
-from .schedule import Hooks, Schedule, slack
-from .settings import (
-    Settings,
-    layered_settings,
-    lookup_key,
-    plain_value,
-    raw_value,
-    spelling_for,
-)
-from .settings_file import SettingsFile, Snapshot, StoreError
-from .station import MAX_LEARNED, Change, Station, check_event
-from .store import CameraStore
-from .sweep import Target
-from .webstore import CACHE as WEBUI_CACHE
-from .webstore import WebUIStore
-from .webui import WebUIError
+from pumaguard_hb.model.errors import Conflict, HeartbeatError, PermissionDenied, SettingsError
+from pumaguard_hb.model.events import Forget, Listener, StateChange
+from pumaguard_hb.model.keys import lookup_key, plain_value
+from pumaguard_hb.model.probing import ProbeResult, Target
+from pumaguard_hb.model.settings import Settings, layered_settings, raw_value, spelling_for
+from pumaguard_hb.model.station import MAX_LEARNED, Change, Station, check_event
+from pumaguard_hb.probes.icmp import IcmpAccess
+from pumaguard_hb.schedule import Hooks, Schedule, slack
+from pumaguard_hb.stores.cameras import CameraStore
+from pumaguard_hb.stores.settings_file import SettingsFile, Snapshot, StoreError
+from pumaguard_hb.stores.webstore import CACHE as WEBUI_CACHE
+from pumaguard_hb.stores.webstore import WebUIStore
+from pumaguard_hb.stores.webui import WebUIError
 
 if TYPE_CHECKING:
-    from .history import History
-    from .notify import Notifier
+    from pumaguard_hb.notify import Notifier
+    from pumaguard_hb.stores.history import History
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +70,7 @@ class Monitor:
         store: CameraStore | None = None,
         own: SettingsFile | None = None,
     ) -> None:
-        from .filestore import FileStore
+        from pumaguard_hb.stores.filestore import FileStore
 
         self.shared = shared
         self.own = own
@@ -243,7 +236,7 @@ class Monitor:
     # -- the camera list from outside -----------------------------------------------------
 
     def _listing(self, doc: dict[str, Any] | None) -> None:
-        from .filestore import FileStore
+        from pumaguard_hb.stores.filestore import FileStore
 
         if isinstance(self.store, FileStore) and doc is not None:
             self._apply_listing(self.store.entries(doc))

@@ -1,4 +1,5 @@
-"""Where the control socket lives; the daemon and the CLI resolve it the same way."""
+"""Where the control socket and the shared settings file live; the daemon, the hook and
+the CLI resolve them the same way."""
 
 from __future__ import annotations
 
@@ -54,3 +55,12 @@ def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
         os.path.expanduser("~"), ".local", "state"
     )
     return Path(base) / "pumaguard-heartbeat"
+
+
+def default_settings_path() -> Path:
+    """``$PUMAGUARD_SETTINGS``, else the XDG config location PumaGuard uses."""
+    env = os.environ.get("PUMAGUARD_SETTINGS")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "pumaguard" / "pumaguard-settings.yaml"

@@ -36,11 +36,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Disabled, HeartbeatError
-from .icmp import IcmpMode
-from .probe import ProbeResult
-from .settings import Settings
-from .sweep import Target, run_sweep
+from pumaguard_hb.model.errors import Disabled, HeartbeatError
+from pumaguard_hb.model.probing import ProbeResult, Target
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.probes.icmp import IcmpMode
+from pumaguard_hb.probes.sweep import run_sweep
 
 log = logging.getLogger(__name__)
 

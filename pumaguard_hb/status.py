@@ -4,15 +4,50 @@ the monitor's state, built here so that the monitor stays the wiring."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from . import __version__, alerts
-from .icmp import IcmpMode
-from .probe import ProbeResult
-from .station import Station
+from pumaguard_hb import __version__
+from pumaguard_hb.inputs.discovery import Discoveries
+from pumaguard_hb.model.events import Listener
+from pumaguard_hb.model.probing import ProbeResult
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.model.station import Station
+from pumaguard_hb.outputs import alerts
+from pumaguard_hb.probes.icmp import IcmpAccess, IcmpMode
+from pumaguard_hb.schedule import Schedule
+from pumaguard_hb.stores.cameras import CameraStore
+from pumaguard_hb.stores.settings_file import SettingsFile
 
-if TYPE_CHECKING:
-    from .monitor import Monitor
+
+class Monitor(Protocol):
+    """What these views read of the monitor (:class:`pumaguard_hb.monitor.Monitor`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def station(self) -> Station: ...
+    @property
+    def schedule(self) -> Schedule: ...
+    @property
+    def icmp(self) -> IcmpAccess: ...
+    @property
+    def store(self) -> CameraStore: ...
+    @property
+    def shared(self) -> SettingsFile: ...
+    @property
+    def own(self) -> SettingsFile | None: ...
+    @property
+    def problems(self) -> dict[str, str]: ...
+    @property
+    def discoveries(self) -> Discoveries: ...
+    @property
+    def webui(self) -> bool: ...
+    @property
+    def started(self) -> float: ...
+    @property
+    def held(self) -> int: ...
+    @property
+    def listeners(self) -> list[Listener]: ...
 
 
 def check_report(

@@ -24,7 +24,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pumaguard_hb.client import Client, ClientError  # noqa: E402
+from pumaguard_hb.control.client import Client, ClientError  # noqa: E402
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, step: float = 0.05) -> Any:

@@ -21,10 +21,10 @@ import pytest
 from harness import Listeners, camera, free_port, wait_for, write_settings
 from receiver import Receiver
 
-from pumaguard_hb.actions import Actions, event_body
-from pumaguard_hb.events import StateChange
-from pumaguard_hb.settings import Settings
-from pumaguard_hb.webhook import post_json
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.outputs.actions import Actions, event_body
+from pumaguard_hb.outputs.webhook import post_json
 
 MAC1, MAC2 = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

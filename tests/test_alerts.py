@@ -33,10 +33,10 @@ from helpers_cli import (
 )
 from receiver import Receiver
 
-from pumaguard_hb import mail
-from pumaguard_hb.alerts import Entry, clean, compose
-from pumaguard_hb.events import StateChange
-from pumaguard_hb.settings import Settings
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.outputs import mail
+from pumaguard_hb.outputs.alerts import Entry, clean, compose
 
 # the test servers require AUTH over plain connections on purpose (loopback, plain mode)
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

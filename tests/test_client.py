@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from pumaguard_hb.client import _connect
+from pumaguard_hb.control.client import _connect
 
 
 def test_full_backlog_is_waited_out(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from harness import REPO, Daemon, Listeners, camera, free_port, wait_for, write_settings
 
-from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.control.protocol import ProtocolError
 
 MAC1, MAC2, MAC3 = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02", "aa:bb:cc:dd:ee:03"
 
@@ -495,8 +495,8 @@ def _peercred_check(d: Daemon) -> None:
     os.chmod(d.socket, 0o666)  # widen the socket so that only SO_PEERCRED stands in the way
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "from pumaguard_hb.client import call\n"
-        "from pumaguard_hb.protocol import ProtocolError\n"
+        "from pumaguard_hb.control.client import call\n"
+        "from pumaguard_hb.control.protocol import ProtocolError\n"
         f"print(call('status', socket_path={str(d.socket)!r})['daemon']['version'])\n"
         f"try:\n    call('reload', socket_path={str(d.socket)!r})\nexcept ProtocolError as e:\n"
         "    print(e.code, e.message)\n"

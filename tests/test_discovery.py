@@ -27,7 +27,7 @@ from helpers_cli import clean_env, run_cli
 from netlab import netns_unavailable_reason, run_in_netns
 from onvif_sim import BOMB, OnvifLab, probe_matches
 
-from pumaguard_hb import discovery as d
+from pumaguard_hb.inputs import discovery as d
 
 NETNS = netns_unavailable_reason()
 needs_netns = pytest.mark.skipif(NETNS is not None, reason=NETNS or "")
@@ -481,8 +481,8 @@ def test_periodic_discovery_reports_then_adds(lab: OnvifLab) -> None:
 
 
 def test_discovery_settings_are_validated(tmp_path: Path) -> None:
-    from pumaguard_hb.errors import SettingsError
-    from pumaguard_hb.settings import parse_settings
+    from pumaguard_hb.model.errors import SettingsError
+    from pumaguard_hb.model.settings import parse_settings
 
     ok = parse_settings(
         {

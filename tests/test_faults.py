@@ -35,8 +35,8 @@ from harness import (
     write_settings,
 )
 
-from pumaguard_hb.client import ClientError
-from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.control.client import ClientError
+from pumaguard_hb.control.protocol import ProtocolError
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="needs root (tmpfs, setpriv, chown)")
 

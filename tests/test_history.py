@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from harness import Daemon, Listeners, camera, wait_for, write_settings
 
-from pumaguard_hb.events import StateChange
-from pumaguard_hb.history import DAY, History, uptime
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.stores.history import DAY, History, uptime
 
 H = 3600.0
 

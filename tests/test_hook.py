@@ -29,7 +29,7 @@ from helpers_cli import (
     write_settings,
 )
 
-from pumaguard_hb import hook
+from pumaguard_hb.inputs import hook
 
 KNOWN_MAC = Station.UP1[2]
 

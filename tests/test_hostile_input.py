@@ -16,10 +16,11 @@ from helpers_cli import give_to_nobody, hook_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pumaguard_hb.camera import camera_from_entry
-from pumaguard_hb.errors import SettingsError
-from pumaguard_hb.protocol import ProtocolError
-from pumaguard_hb.settings import KEYS, parse_settings
+from pumaguard_hb.control.protocol import ProtocolError
+from pumaguard_hb.model.camera import camera_from_entry
+from pumaguard_hb.model.errors import SettingsError
+from pumaguard_hb.model.keys import KEYS
+from pumaguard_hb.model.settings import parse_settings
 
 HOOK_SCRIPT = REPO / "systemd" / "dnsmasq-dhcp-script"
 GOOD_MAC = "aa:bb:cc:00:00:99"
@@ -362,7 +363,7 @@ def test_camera_entries_never_raise(entry: Any) -> None:
 
 def test_settings_yaml_round_trip_of_hostile_docs(tmp_path: Path) -> None:
     """Hostile YAML documents (anchors, tags, deep nesting) give a SettingsError or work."""
-    from pumaguard_hb.settings_file import SettingsFile
+    from pumaguard_hb.stores.settings_file import SettingsFile
     docs = [
         b"a: &x [1, *x]\n",
         b"!!python/object/apply:os.system ['true']\n",

@@ -18,7 +18,7 @@ import pytest
 from harness import REPO, Daemon, wait_for, write_settings
 from netlab import Lab, requires_root_netns
 
-from pumaguard_hb.client import Client
+from pumaguard_hb.control.client import Client
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, requires_root_netns]
 

@@ -18,7 +18,7 @@ import pytest
 from harness import Daemon, Listeners, camera, free_port, wait_for, write_settings
 from helpers_cli import clean_env, run_cli
 
-from pumaguard_hb.metrics import escape_label, render
+from pumaguard_hb.outputs.metrics import escape_label, render
 
 SAMPLE = re.compile(r'^([a-z_]+)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pumaguard_hb import probe
+from pumaguard_hb.probes import http as probe
 
 SERVERS = Path(__file__).parent / "servers"
 

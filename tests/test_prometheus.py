@@ -439,8 +439,8 @@ def test_chain_station_agent_central_alertmanager_webhook(
 
 
 def test_station_setting_is_label_safe() -> None:
-    from pumaguard_hb.errors import SettingsError
-    from pumaguard_hb.settings import parse_settings
+    from pumaguard_hb.model.errors import SettingsError
+    from pumaguard_hb.model.settings import parse_settings
 
     for good in ("north-gate", "Station_2.example.org", "a" * 63, "7"):
         assert parse_settings({"camera-heartbeat-station": good}).station == good
@@ -454,7 +454,7 @@ def test_station_setting_is_label_safe() -> None:
 def test_station_label_defaults_to_a_label_safe_host_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pumaguard_hb import metrics
+    from pumaguard_hb.outputs import metrics
 
     status: dict[str, Any] = {"daemon": {"settings": {"camera_heartbeat_station": ""}}}
     monkeypatch.setattr(socket, "gethostname", lambda: "pi-north")

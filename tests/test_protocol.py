@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pumaguard_hb.protocol import (
+from pumaguard_hb.control.protocol import (
     BAD_ARGS,
     BAD_REQUEST,
     ERROR_CODES,

@@ -203,8 +203,8 @@ def test_on_change_command_gets_no_capabilities_and_a_minimal_env() -> None:
     neither the capability nor its environment on to the command."""
     from harness import REPO, RUNNING, Daemon, Listeners, camera, wait_for
 
-    from pumaguard_hb.actions import event_body, event_env
-    from pumaguard_hb.events import StateChange
+    from pumaguard_hb.model.events import StateChange
+    from pumaguard_hb.outputs.actions import event_body, event_env
 
     listeners = Listeners()
     with hook_folder() as folder:

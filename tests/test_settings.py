@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pumaguard_hb.camera import camera_from_entry, camera_id, normalize_ip, normalize_mac
-from pumaguard_hb.errors import InvalidValue, SettingsError
-from pumaguard_hb.settings import Settings, parse_settings, spelling_for
+from pumaguard_hb.model.camera import camera_from_entry, camera_id, normalize_ip, normalize_mac
+from pumaguard_hb.model.errors import InvalidValue, SettingsError
+from pumaguard_hb.model.settings import Settings, parse_settings, spelling_for
 
 
 def test_defaults_when_keys_are_missing() -> None:
@@ -60,7 +60,7 @@ def test_invalid_values_name_file_key_value_and_what_is_allowed(
 
 
 def test_written_spelling_follows_the_file() -> None:
-    from pumaguard_hb.settings import lookup_key
+    from pumaguard_hb.model.keys import lookup_key
 
     key = lookup_key("camera_heartbeat_interval")
     assert spelling_for({"camera-heartbeat-interval": 1}, key) == "camera-heartbeat-interval"

@@ -20,8 +20,8 @@ from harness import Daemon, Listeners, camera, wait_for, write_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pumaguard_hb.protocol import ERROR_CODES, MAX_LINE, ProtocolError, decode_request
-from pumaguard_hb.server import MAX_CLIENTS
+from pumaguard_hb.control.protocol import ERROR_CODES, MAX_LINE, ProtocolError, decode_request
+from pumaguard_hb.control.server import MAX_CLIENTS
 
 INTERVAL = 1.0  # the minimum (issue 20 item 7)
 MAC = "aa:bb:cc:dd:ee:51"

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from pumaguard_hb.camera import CONNECTED, DISCONNECTED, Spec
-from pumaguard_hb.errors import Conflict, InvalidValue
-from pumaguard_hb.probe import ProbeResult
-from pumaguard_hb.settings import Settings
-from pumaguard_hb.station import Station, check_event, target_for
+from pumaguard_hb.model.camera import CONNECTED, DISCONNECTED, Spec
+from pumaguard_hb.model.errors import Conflict, InvalidValue
+from pumaguard_hb.model.probing import ProbeResult
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.model.station import Station, check_event, target_for
 
 MAC = "aa:bb:cc:dd:ee:01"
 T0 = 1_800_000_000.0

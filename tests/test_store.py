@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pumaguard_hb.errors import SettingsError
-from pumaguard_hb.filestore import Patch
-from pumaguard_hb.settings_file import BeingWritten, SettingsFile
+from pumaguard_hb.model.errors import SettingsError
+from pumaguard_hb.stores.filestore import Patch
+from pumaguard_hb.stores.settings_file import BeingWritten, SettingsFile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pumaguard-webui-settings.yaml"
 
@@ -214,8 +214,8 @@ def test_absurd_nesting_is_a_settings_error_not_a_crash(tmp_path: Path, text: st
     path.write_text(text)
     code = (
         "import sys\nfrom pathlib import Path\n"
-        "from pumaguard_hb.settings_file import SettingsFile\n"
-        "from pumaguard_hb.errors import SettingsError\n"
+        "from pumaguard_hb.stores.settings_file import SettingsFile\n"
+        "from pumaguard_hb.model.errors import SettingsError\n"
         f"try:\n    SettingsFile(Path({str(path)!r})).read()\n"
         "except SettingsError as err:\n    print('settings error:', err)\n"
     )

@@ -19,15 +19,15 @@ from webui_harness import (
     write_webui_settings,
 )
 
-from pumaguard_hb.camera import CONNECTED, DISCONNECTED, Camera, Spec
-from pumaguard_hb.filestore import FileStore
-from pumaguard_hb.probe import ProbeResult
-from pumaguard_hb.settings import Settings
-from pumaguard_hb.settings_file import SettingsFile
-from pumaguard_hb.station import Station, check_event, target_for
-from pumaguard_hb.store import CameraStore
-from pumaguard_hb.webstore import WebUIStore
-from pumaguard_hb.webui import WebUI
+from pumaguard_hb.model.camera import CONNECTED, DISCONNECTED, Camera, Spec
+from pumaguard_hb.model.probing import ProbeResult
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.model.station import Station, check_event, target_for
+from pumaguard_hb.stores.cameras import CameraStore
+from pumaguard_hb.stores.filestore import FileStore
+from pumaguard_hb.stores.settings_file import SettingsFile
+from pumaguard_hb.stores.webstore import WebUIStore
+from pumaguard_hb.stores.webui import WebUI
 
 GATE = camera_record(
     "Microseven-Gate", "127.0.70.1", "aa:bb:cc:70:00:01", "connected", "2026-11-30T10:00:00Z"

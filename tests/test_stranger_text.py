@@ -26,12 +26,12 @@ import yaml
 from harness import REPO, Daemon, Listeners, camera, wait_for, write_settings
 from helpers_cli import clean_env, run_cli
 
-from pumaguard_hb import discovery
-from pumaguard_hb.camera import normalize_ip
-from pumaguard_hb.errors import InvalidValue
-from pumaguard_hb.events import StateChange
-from pumaguard_hb.logs import printable
-from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.control.protocol import ProtocolError
+from pumaguard_hb.inputs import discovery
+from pumaguard_hb.model.camera import normalize_ip
+from pumaguard_hb.model.errors import InvalidValue
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.model.text import printable
 
 FORGED = "\n<3>forged line"  # a journal line of priority "error" if the newline got through
 TITLE = "\x1b]2;pwned\x07"  # OSC 2: sets the terminal's title (and worse ones exist)

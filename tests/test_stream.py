@@ -1,4 +1,4 @@
-"""The stream check (pumaguard_hb/stream.py) against a real RTSP server and faults.
+"""The stream check (pumaguard_hb/probes/stream.py) against a real RTSP server and faults.
 
 The server is GStreamer's gst-rtsp-server (tests/rtsp_server.py, run by Debian's
 /usr/bin/python3 so both venvs can test against it), with no auth, Basic and Digest. The
@@ -21,8 +21,8 @@ from harness import wait_for
 from rtsp_faults import FaultProxy
 from rtsp_server import PASSWORD, USER, RtspServer, gst_available
 
-from pumaguard_hb import stream
-from pumaguard_hb.stream import (
+from pumaguard_hb.probes import stream
+from pumaguard_hb.probes.stream import (
     MAX_BYTES,
     StreamLimiter,
     check_stream,

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from helpers_cli import HOOK_SCRIPT, NOBODY, NOGROUP, camera_entry, clean_env, write_settings
 
-from pumaguard_hb import hook
+from pumaguard_hb.inputs import hook
 
 SERVICE_DIR = "/var/lib/pumaguard-heartbeat"
 NAME = "pumaguard-settings.yaml"

@@ -18,10 +18,10 @@ from typing import Any
 
 from harness import Daemon, camera, free_port, wait_for, write_settings
 
-from pumaguard_hb.alerts import Alerts
-from pumaguard_hb.events import StateChange
-from pumaguard_hb.metrics import HEAD_TIMEOUT, MAX_CLIENTS
-from pumaguard_hb.settings import Settings
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.outputs.alerts import Alerts
+from pumaguard_hb.outputs.metrics import HEAD_TIMEOUT, MAX_CLIENTS
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:

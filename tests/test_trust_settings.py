@@ -31,15 +31,11 @@ import yaml
 from harness import REPO, Daemon, Listeners, camera, free_port, wait_for, write_settings
 from helpers_cli import NOBODY, clean_env, run_cli
 
-from pumaguard_hb.camera import spec_from_entry
-from pumaguard_hb.settings import (
-    MAX_CAMERAS,
-    MIN_INTERVAL,
-    layered_settings,
-    parse_settings,
-)
-from pumaguard_hb.settings_file import untrusted_reason
-from pumaguard_hb.station import Station, target_for
+from pumaguard_hb.model.camera import spec_from_entry
+from pumaguard_hb.model.checks import MAX_CAMERAS, MIN_INTERVAL
+from pumaguard_hb.model.settings import layered_settings, parse_settings
+from pumaguard_hb.model.station import Station, target_for
+from pumaguard_hb.stores.settings_file import untrusted_reason
 
 COMMAND_KEY = "camera_heartbeat_on_change_command"
 TOKEN = "SECRET-TOKEN-4711"  # in a webhook URL: it is the webhook's password

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from harness import Listeners, camera, free_port, wait_for, write_settings
 
-from pumaguard_hb.client import Client
-from pumaguard_hb.protocol import ProtocolError
-from pumaguard_hb.station import MAX_LEARNED
+from pumaguard_hb.control.client import Client
+from pumaguard_hb.control.protocol import ProtocolError
+from pumaguard_hb.model.station import MAX_LEARNED
 
 MAC1, MAC2 = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"
 

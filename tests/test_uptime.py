@@ -23,10 +23,10 @@ import pytest
 from harness import Daemon, Listeners, camera, wait_for, write_settings
 from helpers_cli import PYTHONPATH, clean_env, run_cli
 
-from pumaguard_hb.client import Client
-from pumaguard_hb.events import StateChange
-from pumaguard_hb.history import DAY, WEEK, History, Segment, coverage, segments, slots
-from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.control.client import Client
+from pumaguard_hb.control.protocol import ProtocolError
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.stores.history import DAY, WEEK, History, Segment, coverage, segments, slots
 
 H = 3600.0
 REPO = Path(__file__).resolve().parent.parent

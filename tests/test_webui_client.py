@@ -1,4 +1,4 @@
-"""pumaguard_hb.webui against the real PumaGuard web UI, and against broken servers.
+"""pumaguard_hb.stores.webui against the real PumaGuard web UI, and against broken servers.
 
 The real web UI (pumaguard 25.x, tests/webui/install.sh) runs on a loopback port with a
 throwaway home (tests/webui_harness.py). The failures a real web UI does not produce on
@@ -31,8 +31,8 @@ from webui_harness import (
     write_webui_settings,
 )
 
-from pumaguard_hb.errors import HeartbeatError, InvalidValue
-from pumaguard_hb.webui import MAX_LIST_RESPONSE, WebUI, WebUIError
+from pumaguard_hb.model.errors import HeartbeatError, InvalidValue
+from pumaguard_hb.stores.webui import MAX_LIST_RESPONSE, WebUI, WebUIError
 
 __all__ = ["webui_factory"]  # the fixture, imported for pytest
 

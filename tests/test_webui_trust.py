@@ -51,7 +51,7 @@ from webui_harness import (
     write_webui_settings,
 )
 
-from pumaguard_hb.settings import MAX_CAMERAS
+from pumaguard_hb.model.checks import MAX_CAMERAS
 
 __all__ = ["webui_factory"]  # the fixture, imported for pytest
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from pumaguard_hb.client import DaemonNotRunning, NoAnswer, NotPermitted
-from pumaguard_hb.discovery import Device, DiscoveryError, hostname_for
-from pumaguard_hb.discovery import is_known as known_camera
-from pumaguard_hb.discovery import probe as send_probe
-from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.control.client import DaemonNotRunning, NoAnswer, NotPermitted
+from pumaguard_hb.control.protocol import ProtocolError
+from pumaguard_hb.inputs.discovery import Device, DiscoveryError, hostname_for
+from pumaguard_hb.inputs.discovery import is_known as known_camera
+from pumaguard_hb.inputs.discovery import probe as send_probe
 
 from . import exits
 
@@ -148,30 +148,3 @@ def print_devices(result: dict[str, Any], con: Any) -> None:
     new = sum(1 for r in rows if r.get("known") is False)
     tail = "" if result.get("daemon") else " (daemon not running: known cameras not checked)"
     con.print(Text(f"{len(rows)} ONVIF devices, {new} not known cameras{tail}"))
-
-
-def discovery_summary(found: dict[str, Any]) -> Any:
-    """The ``discovery`` line of ``status``: what the daemon's periodic discovery found."""
-    from rich.text import Text
-
-    from .render import lit
-
-    every = found.get("interval_s")
-    text = lit(f"every {every:g}s" if isinstance(every, int | float) else "on")
-    if found.get("add"):
-        text.append(", adds what it finds")
-    if found.get("problem"):
-        text.append(f"; {found['problem']}", style="bold red")
-        return text
-    devices = [d for d in found.get("devices") or [] if isinstance(d, dict)]
-    if not devices:
-        text.append("; nothing new" if found.get("runs") else "; not run yet")
-        return text
-    shown = ", ".join(
-        f"{d.get('ip_address')} ({d.get('name') or 'no name'})" for d in devices[:3]
-    ) + (f" and {len(devices) - 3} more" if len(devices) > 3 else "")
-    text.append(f"; {len(devices)} ONVIF devices not cameras: ", style="yellow")
-    text.append(Text(shown))
-    if not found.get("add"):
-        text.append(" (pumaguard-hb discover --add)")
-    return text

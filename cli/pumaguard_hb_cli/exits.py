@@ -12,7 +12,7 @@ REJECTED = 6  # the daemon refused the request: invalid value, conflict, disable
 FAILURE = 7  # no answer, protocol error, or an internal error
 INTERRUPTED = 130  # Ctrl-C
 
-# Error codes of the control protocol (pumaguard_hb.protocol) → exit status.
+# Error codes of the control protocol (pumaguard_hb.control.protocol) → exit status.
 BY_ERROR_CODE = {
     "not_found": NOT_FOUND,
     "permission_denied": PERMISSION,

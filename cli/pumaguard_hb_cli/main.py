@@ -1,6 +1,6 @@
 """``pumaguard-hb``: ask pumaguard-heartbeat which cameras are reachable, and tell it what to do.
 
-Talks to the daemon only through :mod:`pumaguard_hb.client`. Every failure is
+Talks to the daemon only through :mod:`pumaguard_hb.control.client`. Every failure is
 one line on stderr and a documented exit status (see :mod:`.exits`); rich is
 imported only for human output, so ``--json`` starts fast.
 """
@@ -15,9 +15,15 @@ from typing import Any, TypeVar
 
 import click
 
-from pumaguard_hb.client import REPLY_TIMEOUT, Client, DaemonNotRunning, NoAnswer, NotPermitted
-from pumaguard_hb.errors import HeartbeatError
-from pumaguard_hb.protocol import ProtocolError
+from pumaguard_hb.control.client import (
+    REPLY_TIMEOUT,
+    Client,
+    DaemonNotRunning,
+    NoAnswer,
+    NotPermitted,
+)
+from pumaguard_hb.control.protocol import ProtocolError
+from pumaguard_hb.model.errors import HeartbeatError
 
 from . import exits
 
@@ -611,7 +617,7 @@ def dhcp_event(action: str, mac: str, ip: str, hostname: str | None, settings: s
     Example:
       pumaguard-hb dhcp-event add 00:11:22:33:44:55 192.168.52.101 Microseven-Gate
     """
-    from pumaguard_hb.hook import handle_event
+    from pumaguard_hb.inputs.hook import handle_event
 
     result = handle_event(
         action, mac, ip, hostname, socket_path=socket_path(), settings_path=settings
@@ -729,7 +735,7 @@ def alert_test() -> int:
 
 
 def _fail(message: str, status: int) -> int:
-    from pumaguard_hb.logs import printable  # an error may quote text from outside
+    from pumaguard_hb.model.text import printable  # an error may quote text from outside
 
     click.echo(f"{PROG}: {printable(message)}", err=True)
     return status
@@ -737,7 +743,7 @@ def _fail(message: str, status: int) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status; never raises (but SystemExit)."""
-    from pumaguard_hb.errors import InvalidValue, SettingsError
+    from pumaguard_hb.model.errors import InvalidValue, SettingsError
 
     try:
         rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False)

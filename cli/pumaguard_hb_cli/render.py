@@ -27,7 +27,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from pumaguard_hb.camera import iso_seconds
+from pumaguard_hb.model.camera import iso_seconds
 
 STATUS_STYLE = {"connected": "bold green", "disconnected": "bold red"}
 
@@ -517,8 +517,6 @@ def status_view(
     _line(console, "cameras", Text(f"{connected}/{total} connected", style=style))
     found = result.get("discovered")
     if isinstance(found, dict) and found.get("interval_s"):  # periodic ONVIF discovery is on
-        from .discover import discovery_summary
-
         _line(console, "discovery", discovery_summary(found))
     cameras = result.get("cameras") or []
     if cameras:
@@ -540,6 +538,29 @@ def status_view(
         legend.append("· unknown", style="dim")
         console.print(legend)
     return Group(*console.parts)
+
+
+def discovery_summary(found: dict[str, Any]) -> Any:
+    """The ``discovery`` line of ``status``: what the daemon's periodic discovery found."""
+    every = found.get("interval_s")
+    text = lit(f"every {every:g}s" if isinstance(every, int | float) else "on")
+    if found.get("add"):
+        text.append(", adds what it finds")
+    if found.get("problem"):
+        text.append(f"; {found['problem']}", style="bold red")
+        return text
+    devices = [d for d in found.get("devices") or [] if isinstance(d, dict)]
+    if not devices:
+        text.append("; nothing new" if found.get("runs") else "; not run yet")
+        return text
+    shown = ", ".join(
+        f"{d.get('ip_address')} ({d.get('name') or 'no name'})" for d in devices[:3]
+    ) + (f" and {len(devices) - 3} more" if len(devices) > 3 else "")
+    text.append(f"; {len(devices)} ONVIF devices not cameras: ", style="yellow")
+    text.append(Text(shown))
+    if not found.get("add"):
+        text.append(" (pumaguard-hb discover --add)")
+    return text
 
 
 def print_check(result: dict[str, Any], console: Console | None = None, wide: bool = False) -> None:

@@ -26,14 +26,10 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .camera import iso_seconds
-from .history import DAY, DOWN, UNKNOWN, UP, WEEK, Segment, coverage
-
-if TYPE_CHECKING:
-    from .history import History
-    from .monitor import Monitor
+from pumaguard_hb.model.camera import iso_seconds
+from pumaguard_hb.stores.history import DAY, DOWN, UNKNOWN, UP, WEEK, History, Segment, coverage
 
 Timelines = Mapping[str, Sequence[Sequence[Segment]]]
 
@@ -326,6 +322,14 @@ def _timelines(history: History | None, ids: Sequence[str], now: float) -> Timel
     }
 
 
+class Viewed(Protocol):
+    """What the page reads of the monitor: its status view and its history."""
+
+    def status(self) -> dict[str, Any]: ...
+    @property
+    def history(self) -> History | None: ...
+
+
 class StatusPage:
     """The status page of a running monitor, for the listener's ``GET /``.
 
@@ -337,7 +341,7 @@ class StatusPage:
 
     MAX_AGE = 1.0
 
-    def __init__(self, monitor: Monitor, max_age: float = MAX_AGE) -> None:
+    def __init__(self, monitor: Viewed, max_age: float = MAX_AGE) -> None:
         self.monitor = monitor
         self.max_age = max_age
         self._page: tuple[float, str] | None = None

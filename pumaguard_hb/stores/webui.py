@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from . import __version__
-from .errors import HeartbeatError, InvalidValue
+from pumaguard_hb import __version__
+from pumaguard_hb.model.errors import HeartbeatError, InvalidValue
 
 DEFAULT_TIMEOUT = 5.0
 MAX_RESPONSE = 1 << 20  # bytes of one answer (other than the camera list)

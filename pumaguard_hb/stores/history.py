@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .events import StateChange
+from pumaguard_hb.model.events import StateChange
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .camera import Camera
-from .settings_file import Snapshot
-from .station import DhcpOutcome, Station
+from pumaguard_hb.model.camera import Camera
+from pumaguard_hb.model.station import DhcpOutcome, Station
+from pumaguard_hb.stores.settings_file import Snapshot
 
 
 class CameraStore(Protocol):

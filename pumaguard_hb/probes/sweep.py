@@ -12,28 +12,11 @@ import asyncio
 import functools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from .icmp import IcmpMode, ping_many
-from .probe import ProbeResult, probe_request, probe_tcp
-
-STREAM_METHODS = ("tcp", "http", "https", "rtsp")
-
-
-@dataclass(frozen=True)
-class Target:
-    """What to check for one camera in this sweep."""
-
-    id: str
-    ip: str
-    method: str  # icmp, tcp, both, http, https or rtsp
-    port: int  # for tcp (and both's fallback), http, https, rtsp
-    timeout: float  # for the TCP-based methods
-    icmp_timeout: float
-    icmp_count: int = 1
-    path: str = "/"  # for http and https
-    interval: float = 60  # seconds between scheduled checks of this camera
-
+from pumaguard_hb.model.probing import STREAM_METHODS, ProbeResult, Target
+from pumaguard_hb.probes.http import probe_request
+from pumaguard_hb.probes.icmp import IcmpMode, ping_many
+from pumaguard_hb.probes.tcp import probe_tcp
 
 OnResult = Callable[[str, ProbeResult], None]
 

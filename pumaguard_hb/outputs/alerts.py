@@ -21,15 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from . import __version__, mail
-from .camera import CONNECTED
-from .events import StateChange
-from .settings import Settings, redact_secret
-
-if TYPE_CHECKING:
-    from .monitor import Monitor
+from pumaguard_hb import __version__
+from pumaguard_hb.model.camera import CONNECTED
+from pumaguard_hb.model.checks import redact_secret
+from pumaguard_hb.model.events import Listener, StateChange
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.outputs import mail
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +497,14 @@ class Alerts:
             )
 
 
-def find(monitor: Monitor) -> Alerts | None:
+class Listened(Protocol):
+    """What :func:`find` reads of the monitor: its state-change listeners."""
+
+    @property
+    def listeners(self) -> list[Listener]: ...
+
+
+def find(monitor: Listened) -> Alerts | None:
     """The daemon's Alerts, found among the monitor's listeners (status, alert_test)."""
     for listener in monitor.listeners:
         owner = getattr(listener, "__self__", None)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPLibError, SocketPermissionError, TimeoutExceeded
 
-from .probe import ProbeResult
+from pumaguard_hb.model.probing import ProbeResult
 
 log = logging.getLogger(__name__)
 

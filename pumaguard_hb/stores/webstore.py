@@ -51,13 +51,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .camera import CONNECTED, DISCONNECTED, Camera, iso_seconds, normalize_mac, now_iso
-from .errors import Conflict, InvalidValue
-from .logs import NOTICE
-from .settings import MAX_CAMERAS, Settings
-from .settings_file import Snapshot
-from .station import DhcpOutcome, Station
-from .webui import WebUI, WebUIError
+from pumaguard_hb.logs import NOTICE
+from pumaguard_hb.model.camera import (
+    CONNECTED,
+    DISCONNECTED,
+    Camera,
+    iso_seconds,
+    normalize_mac,
+    now_iso,
+)
+from pumaguard_hb.model.checks import MAX_CAMERAS
+from pumaguard_hb.model.errors import Conflict, InvalidValue
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.model.station import DhcpOutcome, Station
+from pumaguard_hb.stores.settings_file import Snapshot
+from pumaguard_hb.stores.webui import WebUI, WebUIError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

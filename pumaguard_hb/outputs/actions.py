@@ -29,11 +29,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import __version__
-from .camera import CONNECTED
-from .events import StateChange
-from .settings import Settings
-from .webhook import HTTP_TIMEOUT, HttpError, describe, post_json, redact
+from pumaguard_hb import __version__
+from pumaguard_hb.model.camera import CONNECTED
+from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.outputs.webhook import HTTP_TIMEOUT, HttpError, describe, post_json, redact
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .errors import HeartbeatError, SettingsError
+from pumaguard_hb.model.errors import HeartbeatError, SettingsError
 
 log = logging.getLogger(__name__)
 

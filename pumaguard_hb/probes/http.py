@@ -1,6 +1,6 @@
-"""One reachability check of one camera by a TCP-based method: tcp, http, https, rtsp.
+"""The http, https and rtsp probes: one request of one camera by a TCP-based method.
 
-- tcp: a connect to ip:port within the timeout; success is an established
+- tcp (probes/tcp.py): a connect to ip:port within the timeout; success is an established
   connection, which is then reset at once (nothing is sent, nothing lingers).
 - http/https: ``GET <path>``; any HTTP status below 500 means the camera's web
   server is alive (401 and 404 included: it answered); 5xx or no HTTP reply is down.
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
-import struct
 import time
-from dataclasses import dataclass
 
-from . import __version__
+from pumaguard_hb import __version__
+from pumaguard_hb.model.probing import ProbeResult
+from pumaguard_hb.probes.tcp import endpoint
 
-DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554}
 MAX_STATUS_LINE = 1024
 
 
@@ -38,56 +36,6 @@ def _tls_context() -> ssl.SSLContext:
 
 
 TLS_CONTEXT = _tls_context()  # built once, at import (about 1 ms), shared by all https checks
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """The outcome of one check: reachable or not, how, and why."""
-
-    reachable: bool
-    method: str
-    rtt_ms: float | None
-    reason: str
-
-
-def sockaddr(ip: str, port: int) -> tuple[int, tuple[object, ...]]:
-    """Address family and socket address for a numeric IP (IPv6 zones included)."""
-    info = socket.getaddrinfo(ip, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-    family, _, _, _, addr = info[0]
-    return family, addr
-
-
-def endpoint(ip: str, port: int) -> str:
-    """``ip:port`` with brackets for IPv6, as log lines show it."""
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-async def probe_tcp(ip: str, port: int, timeout: float) -> ProbeResult:
-    """Try a TCP connection to ``ip:port``; never raises."""
-    where = f"tcp {endpoint(ip, port)}"
-    loop = asyncio.get_running_loop()
-    try:
-        family, addr = sockaddr(ip, port)
-        sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-    except OSError as err:
-        return ProbeResult(False, "tcp", None, f"{where} failed: {err.strerror or err}")
-    try:
-        start = time.monotonic()
-        try:
-            async with asyncio.timeout(timeout):
-                await loop.sock_connect(sock, addr)
-        except TimeoutError:
-            return ProbeResult(False, "tcp", None, f"{where} timed out after {timeout:.1f}s")
-        except ConnectionRefusedError:
-            return ProbeResult(False, "tcp", None, f"{where} refused")
-        except OSError as err:
-            return ProbeResult(False, "tcp", None, f"{where} failed: {err.strerror or err}")
-        rtt = (time.monotonic() - start) * 1000
-        # reset instead of a FIN: the camera gets no half-open socket, we keep no TIME_WAIT
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        return ProbeResult(True, "tcp", rtt, f"{where} connected in {rtt:.1f} ms")
-    finally:
-        sock.close()
 
 
 def _url_host(ip: str) -> str:

@@ -27,14 +27,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from .camera import normalize_ip
-from .errors import HeartbeatError, InvalidValue
-
-if TYPE_CHECKING:
-    from .monitor import Monitor
+from pumaguard_hb.model.camera import Camera, normalize_ip
+from pumaguard_hb.model.errors import HeartbeatError, InvalidValue
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.model.station import Station
 
 log = logging.getLogger(__name__)
 
@@ -467,7 +466,22 @@ class Discoveries:
 IDLE_CHECK = 5.0  # seconds between looks at the settings while discovery is off
 
 
-async def run_periodic(monitor: Monitor) -> None:
+class Learner(Protocol):
+    """What periodic discovery needs of the monitor: what it found so far, the station, the
+    settings, and adding a camera (:class:`pumaguard_hb.monitor.Monitor` is one)."""
+
+    @property
+    def discoveries(self) -> Discoveries: ...
+    @property
+    def station(self) -> Station: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def cameras(self) -> dict[str, Camera]: ...
+    async def add_camera(self, hostname: str, ip: str, mac: str | None) -> Camera: ...
+
+
+async def run_periodic(monitor: Learner) -> None:
     """The daemon's periodic discovery: every ``camera_heartbeat_discovery_interval`` seconds
     (0: off), one probe in a thread; a device that is not a known camera is logged once and
     listed in ``status``, and added as a camera when ``camera_heartbeat_discovery_add`` is on."""
@@ -519,9 +533,9 @@ async def run_periodic(monitor: Monitor) -> None:
         found.devices = current
 
 
-async def _add(monitor: Monitor, dev: Device, first: bool) -> bool:
+async def _add(monitor: Learner, dev: Device, first: bool) -> bool:
     """Add ``dev`` as a camera; False (said once per device) when the daemon refuses it."""
-    from .station import MAX_LEARNED
+    from pumaguard_hb.model.station import MAX_LEARNED
 
     if len(monitor.station) >= MAX_LEARNED:  # a hostile network must not grow the list forever
         if first:

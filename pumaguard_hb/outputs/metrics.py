@@ -23,16 +23,16 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .camera import iso_seconds
-from .events import StateChange
-from .page import CONTENT_TYPE as PAGE_CONTENT_TYPE
-from .page import HEADERS as PAGE_HEADERS
-from .settings import Settings
-
-if TYPE_CHECKING:
-    from .monitor import Monitor
+from pumaguard_hb.model.camera import iso_seconds
+from pumaguard_hb.model.events import Listener, StateChange
+from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.model.station import Station
+from pumaguard_hb.outputs.page import CONTENT_TYPE as PAGE_CONTENT_TYPE
+from pumaguard_hb.outputs.page import HEADERS as PAGE_HEADERS
+from pumaguard_hb.probes.icmp import IcmpAccess
+from pumaguard_hb.stores.history import History
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,37 @@ def split_listen(value: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
+class _Sweeps(Protocol):
+    @property
+    def sweeps(self) -> int: ...
+
+
+class _Writes(Protocol):
+    @property
+    def writes(self) -> int: ...
+
+
+class Measured(Protocol):
+    """What the figures read of the monitor (:class:`pumaguard_hb.monitor.Monitor`)."""
+
+    @property
+    def listeners(self) -> list[Listener]: ...
+    @property
+    def history(self) -> History | None: ...
+    @property
+    def schedule(self) -> _Sweeps: ...
+    @property
+    def shared(self) -> _Writes: ...
+    @property
+    def station(self) -> Station: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def problems(self) -> dict[str, str]: ...
+    @property
+    def icmp(self) -> IcmpAccess: ...
+
+
 class Freshness:
     """What the served figures depend on, read cheaply (no walk over the cameras).
 
@@ -232,7 +263,7 @@ class Freshness:
     :data:`MAX_AGE` seconds), so any number of requests between two sweeps cost one build.
     """
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: Measured) -> None:
         self.monitor = monitor
         self.changes = 0
         monitor.listeners.append(self._changed)

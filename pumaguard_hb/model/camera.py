@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import InvalidValue
-from .logs import printable
-from .settings import check_http_path, check_interval, check_method, check_port, check_seconds
+from pumaguard_hb.model.checks import (
+    check_http_path,
+    check_interval,
+    check_method,
+    check_port,
+    check_seconds,
+)
+from pumaguard_hb.model.errors import InvalidValue
+from pumaguard_hb.model.text import printable
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"

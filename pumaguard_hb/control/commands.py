@@ -13,10 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, metrics
-from .errors import CameraNotFound, Conflict, Disabled, InvalidValue, PermissionDenied
-from .monitor import Monitor
-from .protocol import (
+from pumaguard_hb import __version__
+from pumaguard_hb.control.protocol import (
     BAD_ARGS,
     CONFLICT,
     DISABLED,
@@ -27,7 +25,16 @@ from .protocol import (
     VERSION_MISMATCH,
     ProtocolError,
 )
-from .settings import KEYS, lookup_key
+from pumaguard_hb.model.errors import (
+    CameraNotFound,
+    Conflict,
+    Disabled,
+    InvalidValue,
+    PermissionDenied,
+)
+from pumaguard_hb.model.keys import KEYS, lookup_key
+from pumaguard_hb.monitor import Monitor
+from pumaguard_hb.outputs import metrics
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ async def history_cmd(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any
 async def timeline(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Per camera: uptime, observed share and "slots" (up/down/mixed/unknown) over "window"
     (24h or 7d, default 24h), "slots" 10-400 (default 80), optional "cameras"."""
-    from .history import MAX_SLOTS, MIN_SLOTS, WINDOWS
+    from pumaguard_hb.stores.history import MAX_SLOTS, MIN_SLOTS, WINDOWS
 
     hist = monitor.history
     if hist is None or not hist.available:
@@ -263,7 +270,7 @@ async def reload(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
 
 async def alert_test(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Send a test alert through every configured channel (mail, Apprise); each result."""
-    from . import alerts  # docs/alerts.md
+    from pumaguard_hb.outputs import alerts  # docs/alerts.md
 
     found = alerts.find(monitor)
     if found is None or not found.enabled(monitor.settings):

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .camera import (
+from pumaguard_hb.model.camera import (
     CONNECTED,
     DISCONNECTED,
     Camera,
@@ -41,11 +41,11 @@ from .camera import (
     reported,
     spec_from_entry,
 )
-from .dhcp import ACTIONS, IGNORED_ACTIONS, is_camera_name
-from .errors import CameraNotFound, Conflict, InvalidValue
-from .probe import DEFAULT_PORTS, ProbeResult
-from .settings import MAX_CAMERAS, Settings
-from .sweep import Target
+from pumaguard_hb.model.checks import MAX_CAMERAS
+from pumaguard_hb.model.dhcp import ACTIONS, IGNORED_ACTIONS, is_camera_name
+from pumaguard_hb.model.errors import CameraNotFound, Conflict, InvalidValue
+from pumaguard_hb.model.probing import DEFAULT_PORTS, ProbeResult, Target
+from pumaguard_hb.model.settings import Settings
 
 #: DHCP learns no new camera once the station has this many (a client cycling MAC
 #: addresses with a camera-like name would otherwise add cameras without end).

@@ -10,15 +10,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import HeartbeatError
-from .paths import client_socket_path
-from .protocol import (
+from pumaguard_hb.control.protocol import (
     MAX_LINE,
     PROTOCOL_VERSION,
     ProtocolError,
     decode_reply,
     encode_request,
 )
+from pumaguard_hb.model.errors import HeartbeatError
+from pumaguard_hb.paths import client_socket_path
 
 CONNECT_TIMEOUT = 3.0
 REPLY_TIMEOUT = 10.0

@@ -18,10 +18,8 @@ import struct
 import time
 from pathlib import Path
 
-from .commands import COMMANDS, Peer, to_protocol_error
-from .errors import HeartbeatError
-from .monitor import Monitor
-from .protocol import (
+from pumaguard_hb.control.commands import COMMANDS, Peer, to_protocol_error
+from pumaguard_hb.control.protocol import (
     BAD_REQUEST,
     BUSY,
     INTERNAL,
@@ -35,6 +33,8 @@ from .protocol import (
     encode_result,
     request_id,
 )
+from pumaguard_hb.model.errors import HeartbeatError
+from pumaguard_hb.monitor import Monitor
 
 log = logging.getLogger(__name__)
 

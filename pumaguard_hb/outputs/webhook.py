@@ -15,7 +15,7 @@ import ssl
 import threading
 from urllib.parse import unquote, urlsplit
 
-from . import __version__
+from pumaguard_hb import __version__
 
 HTTP_TIMEOUT = 5.0  # seconds for one request: connect, send, status and headers
 USER_AGENT = f"pumaguard-heartbeat/{__version__}"

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from .errors import HeartbeatError
-from .settings import Settings
+from pumaguard_hb.model.errors import HeartbeatError
+from pumaguard_hb.model.settings import Settings
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .camera import Camera, camera_id
-from .settings import untrusted_camera
-from .settings_file import CAMERA_KEY_ORDER, SettingsFile, Snapshot
-from .station import DhcpOutcome, Station
+from pumaguard_hb.model.camera import Camera, camera_id
+from pumaguard_hb.model.settings import untrusted_camera
+from pumaguard_hb.model.station import DhcpOutcome, Station
+from pumaguard_hb.stores.settings_file import CAMERA_KEY_ORDER, SettingsFile, Snapshot
 
 _MISSING = object()
 

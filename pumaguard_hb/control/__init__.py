@@ -1,0 +1,1 @@
+"""The control socket: protocol (pure encode/decode), server, command table, client."""
