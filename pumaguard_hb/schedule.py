@@ -233,7 +233,8 @@ class Schedule:
                 results[cid] = result
                 hooks.record(by_id[cid], result)
 
-            await run_sweep(targets, hooks.icmp_mode(), on_result)
+            stream_limit = hooks.settings().stream_concurrency
+            await run_sweep(targets, hooks.icmp_mode(), on_result, stream_limit=stream_limit)
         except Exception as err:  # a bug in a sweep must not stop monitoring
             log.exception("sweep failed")
             if not sweep.done.done():

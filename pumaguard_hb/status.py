@@ -68,6 +68,12 @@ def check_report(
             "last_seen": cam.last_seen,
             "rtt_ms": None if result is None or result.rtt_ms is None else round(result.rtt_ms, 3),
             "reason": result.reason if result else (cam.problem or "not checked"),
+            "method": result.method if result else None,
+            # stream (docs/stream.md): the last step that succeeded, time to the first packet
+            "step": result.step if result else None,
+            "first_packet_ms": None
+            if result is None or result.first_packet_ms is None
+            else round(result.first_packet_ms, 3),
         }
     return {"status": "success", "message": "Heartbeat check completed", "cameras": cameras}
 

@@ -14,11 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pumaguard_hb.model.checks import (
+    REDACTED,
     check_http_path,
     check_interval,
     check_method,
+    check_password,
     check_port,
+    check_rtsp_url,
     check_seconds,
+    check_text,
+    redact_rtsp_url,
 )
 from pumaguard_hb.model.errors import InvalidValue
 from pumaguard_hb.model.text import printable
@@ -137,7 +142,8 @@ class Spec:
     hostname: str
     ip_address: str
     mac_address: str
-    overrides: dict[str, Any] = field(default_factory=dict)  # method, port, timeout, path
+    # method, port, timeout, path, interval, url, username, password (repr: never shown)
+    overrides: dict[str, Any] = field(default_factory=dict, repr=False)
     problem: str | None = None  # why it is not probed (e.g. an invalid IP), if it is not
     notice: str | None = None  # an override that is ignored (a bad heartbeat_interval)
 
@@ -156,6 +162,8 @@ class Observed:
     last_seen: str | None = None  # last good contact, ISO 8601 UTC
     known: bool = False  # True once a probe or a DHCP event of this run said something
     rtt_ms: float | None = None
+    step: str | None = None  # stream: the last step that succeeded (docs/stream.md)
+    first_packet_ms: float | None = None  # stream: connect to the first RTP packet
     since: float | None = None  # wall-clock time the current status began, if seen
     reason: str = ""
     method: str = ""
@@ -217,17 +225,23 @@ class Camera:
             "mac_address": self.mac_address,
             "status": seen.status,
             "last_seen": seen.last_seen,
-            "rtt_ms": None if seen.rtt_ms is None else round(seen.rtt_ms, 3),
+            "rtt_ms": _ms(seen.rtt_ms),
             "since": seen.since,
             "reason": seen.reason,
             "method": seen.method,
             "checked_at": seen.checked_at,
             "problem": self.problem,
             "notice": self.spec.notice,
-            "overrides": self.overrides,
+            "overrides": redact_overrides(self.overrides),
+            "step": seen.step,
+            "first_packet_ms": _ms(seen.first_packet_ms),
             "consecutive_failures": seen.fails,
             "consecutive_successes": seen.successes,
         }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def iso(value: Any) -> str | None:
@@ -299,11 +313,28 @@ OVERRIDES = {
     "heartbeat_timeout": ("timeout", check_seconds),
     "heartbeat_path": ("path", check_http_path),
     "heartbeat_interval": ("interval", check_interval),  # at least MIN_INTERVAL
+    "heartbeat_url": ("url", check_rtsp_url),  # the stream method's URL (docs/stream.md)
+    "heartbeat_username": ("username", check_text),
+    "heartbeat_password": ("password", check_password),
 }
+#: overrides that are (or may hold) a secret: never shown as they are
+SECRET_OVERRIDES = ("heartbeat_url", "heartbeat_password")
+
+
+def redact_overrides(found: dict[str, Any]) -> dict[str, Any]:
+    """Overrides (by short or long name) as status, the log and --json may show them: a
+    password as ``***``, a stream URL without its credentials (docs/security.md)."""
+    out = dict(found)
+    for name, value in found.items():
+        if name in ("password", "heartbeat_password") and value:
+            out[name] = REDACTED
+        elif name in ("url", "heartbeat_url") and isinstance(value, str):
+            out[name] = redact_rtsp_url(value)
+    return out
 
 
 def camera_overrides(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """Per-camera ``heartbeat_method/port/timeout/path`` (either spelling), validated.
+    """Per-camera ``heartbeat_method/port/timeout/path/url/...`` (either spelling), validated.
 
     Returns the overrides by short name, and a problem sentence when one is invalid
     (such a camera is not probed rather than probed the wrong way). A bad

@@ -8,7 +8,7 @@ from typing import Any
 
 from pumaguard_hb.model.errors import InvalidValue
 
-METHODS = ("icmp", "tcp", "both", "http", "https", "rtsp")
+METHODS = ("icmp", "tcp", "both", "http", "https", "rtsp", "stream")
 #: at most this many cameras on a station (docs/security.md "Limits"): a longer list from
 #: the settings file or the web UI is one clear error, never a slower daemon
 MAX_CAMERAS = 4096
@@ -49,6 +49,48 @@ def check_port(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise InvalidValue(key, value, "must be a whole number from 1 to 65535")
     return value
+
+
+def check_concurrency(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+        raise InvalidValue(key, value, "must be a whole number from 1 to 256")
+    return value
+
+
+def check_rtsp_url(key: str, value: Any) -> str:
+    """A camera's stream URL (``heartbeat_url``): ``rtsp://HOST[:PORT]/PATH``; credentials
+    in it are a secret, so a refused value is shown without them (:func:`redact_rtsp_url`)."""
+    from urllib.parse import urlsplit
+
+    allowed = "must be an rtsp:// URL such as rtsp://192.168.52.101:554/stream1"
+    if not isinstance(value, str):
+        raise InvalidValue(key, REDACTED, allowed)
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise InvalidValue(key, redact_rtsp_url(text), allowed + "; port 1-65535") from None
+    if (
+        parts.scheme.lower() != "rtsp"
+        or not parts.hostname
+        or port == 0
+        or parts.fragment
+        or len(text) > 1000
+        or any(ord(c) < 33 or not c.isprintable() for c in text)
+    ):
+        raise InvalidValue(key, redact_rtsp_url(text), allowed)
+    return text
+
+
+def redact_rtsp_url(text: str) -> str:
+    """A stream URL as it may be shown: ``user:pass@`` as ``***@``, a query (which may hold
+    ``password=``) as ``?***``; printable, at most 200 characters."""
+    shown = redact_url(text)
+    base, query, _ = shown.partition("?")
+    shown = f"{base}?{REDACTED}" if query else base
+    shown = "".join(c if c.isprintable() else "?" for c in shown)
+    return shown if len(shown) <= 200 else shown[:197] + "..."
 
 
 def check_count(key: str, value: Any) -> int:

@@ -13,6 +13,7 @@ from pumaguard_hb.model.checks import (
     check_apprise_urls,
     check_bool,
     check_command,
+    check_concurrency,
     check_count,
     check_days,
     check_discovery_interval,
@@ -44,7 +45,7 @@ CameraOverrides = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
 def check_camera_overrides(key: str, value: Any) -> CameraOverrides:
     """``{MAC: {heartbeat_interval: 300, heartbeat_method: icmp, ...}}``: MACs normalised,
     each override checked like the same field of a camera entry (docs/intervals.md)."""
-    from pumaguard_hb.model.camera import OVERRIDES, normalize_mac
+    from pumaguard_hb.model.camera import OVERRIDES, SECRET_OVERRIDES, normalize_mac
 
     if value is None:
         return ()
@@ -74,7 +75,9 @@ def check_camera_overrides(key: str, value: Any) -> CameraOverrides:
             try:
                 found[canonical] = OVERRIDES[canonical][1](canonical, raw)
             except InvalidValue as err:
-                excerpt = raw if isinstance(raw, int | float) else str(raw)[:60]
+                excerpt: Any = raw if isinstance(raw, int | float) else str(raw)[:60]
+                if canonical in SECRET_OVERRIDES:  # the check's own redacted excerpt
+                    excerpt = err.value
                 shown = {mac_key: {canonical: excerpt}}
                 raise InvalidValue(key, shown, f"{canonical} {err.allowed}") from None
         out[mac_key] = tuple(sorted(found.items()))
@@ -122,7 +125,7 @@ KEYS: tuple[Key, ...] = (
         "method",
         "tcp",
         check_method,
-        "icmp, tcp, both, http, https or rtsp",
+        "icmp, tcp, both, http, https, rtsp or stream (video flows; docs/stream.md)",
     ),
     Key("camera_heartbeat_tcp_port", "tcp_port", 80, check_port, "TCP port to connect to"),
     Key("camera_heartbeat_tcp_timeout", "tcp_timeout", 3, check_seconds, "TCP connect timeout (s)"),
@@ -156,6 +159,44 @@ KEYS: tuple[Key, ...] = (
         "/",
         check_http_path,
         "path requested by the http and https methods",
+    ),
+    Key(
+        "camera_heartbeat_stream_path",
+        "stream_path",
+        "/",
+        check_http_path,
+        "stream method: the RTSP path of rtsp://IP:554PATH (a camera's heartbeat_url wins)",
+    ),
+    Key(
+        "camera_heartbeat_stream_timeout",
+        "stream_timeout",
+        5,
+        check_seconds,
+        "stream method: seconds from connect to the first RTP packet",
+    ),
+    Key(
+        "camera_heartbeat_stream_username",
+        "stream_username",
+        "",
+        check_text,
+        "stream method: RTSP user name (Basic or Digest; empty: none)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_stream_password",
+        "stream_password",
+        "",
+        check_password,
+        "stream method: password of stream_username",
+        privileged=True,
+        secret=True,
+    ),
+    Key(
+        "camera_heartbeat_stream_concurrency",
+        "stream_concurrency",
+        4,
+        check_concurrency,
+        "stream method: at most this many stream checks at once",
     ),
     Key(
         "camera_heartbeat_webhooks",

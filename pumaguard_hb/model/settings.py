@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
+from pumaguard_hb.model.camera import redact_overrides
 from pumaguard_hb.model.checks import MAX_CAMERAS, REDACTED, redact_secret, redact_value
 from pumaguard_hb.model.errors import InvalidValue, SettingsError
 from pumaguard_hb.model.keys import (
@@ -41,6 +42,11 @@ class Settings:
     failure_threshold: int = 1
     recovery_threshold: int = 1
     http_path: str = "/"
+    stream_path: str = "/"
+    stream_timeout: float = 5
+    stream_username: str = ""
+    stream_password: str = field(default="", repr=False)
+    stream_concurrency: int = 4
     webhooks: tuple[str, ...] = ()
     on_change_command: str = ""
     history_days: int = 30
@@ -96,6 +102,8 @@ class Settings:
                 value = out[key.name]
                 secret = isinstance(value, list)
                 out[key.name] = [redact_secret(v) for v in value] if secret else REDACTED
+            elif key.check is check_camera_overrides:  # heartbeat_password, heartbeat_url
+                out[key.name] = {mac: redact_overrides(f) for mac, f in out[key.name].items()}
         return out
 
 
@@ -152,7 +160,14 @@ def parse_settings(doc: Mapping[str, Any], path: str = "<settings>") -> Settings
 
 
 #: per-camera overrides that point a probe somewhere: privileged (docs/security.md)
-PRIVILEGED_OVERRIDES = ("heartbeat_method", "heartbeat_port", "heartbeat_path", "heartbeat_url")
+PRIVILEGED_OVERRIDES = (
+    "heartbeat_method",
+    "heartbeat_port",
+    "heartbeat_path",
+    "heartbeat_url",
+    "heartbeat_username",
+    "heartbeat_password",
+)
 _said_ignored: set[tuple[str, str]] = set()  # (file, key) already named in the log
 
 

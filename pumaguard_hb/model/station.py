@@ -119,6 +119,28 @@ def target_for(cam: Camera, settings: Settings) -> Target | None:
     method = o.get("method", s.method)
     port = o.get("port") or DEFAULT_PORTS.get(method, s.tcp_port)
     timeout = o.get("timeout")
+    if method == "stream":  # docs/stream.md: the camera's URL, else rtsp://IP:PORT/PATH
+        host = f"[{ip}]" if ":" in ip else ip
+        url = o.get("url") or f"rtsp://{host}:{port}{o.get('path', s.stream_path)}"
+        # the camera's own user name and password, each, else the station's; credentials
+        # in the camera's URL win over the station's
+        user = o.get("username", s.stream_username)
+        password = o.get("password", s.stream_password)
+        own = "username" in o or "password" in o
+        if not own and "@" in url.partition("://")[2].split("/", 1)[0]:
+            user, password = "", ""
+        return Target(
+            cam.id,
+            ip,
+            method,
+            port,
+            timeout or s.stream_timeout,
+            s.icmp_timeout,
+            interval=o.get("interval", s.interval),
+            url=url,
+            username=user,
+            password=password,
+        )
     return Target(
         cam.id,
         ip,
@@ -194,10 +216,11 @@ class Station:
         if cam is None:
             return None
         current = target_for(cam, settings)
-        if current is None or (current.ip, current.method, current.port) != (
+        if current is None or (current.ip, current.method, current.port, current.url) != (
             target.ip,
             target.method,
             target.port,
+            target.url,
         ):
             return None
         seen = cam.seen
@@ -205,6 +228,7 @@ class Station:
         seen.checked_at = now
         seen.reason = result.reason
         seen.method = result.method
+        seen.step, seen.first_packet_ms = result.step, result.first_packet_ms
         if result.reachable:
             seen.successes, seen.fails = seen.successes + 1, 0
             seen.rtt_ms = result.rtt_ms

@@ -165,6 +165,11 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
         "camera_last_seen_timestamp_seconds", "gauge", "Last successful contact (Unix time)."
     )
     rtt = family("camera_rtt_seconds", "gauge", "Round-trip time of the last successful probe.")
+    first = family(
+        "camera_stream_first_packet_seconds",
+        "gauge",
+        "Stream method: connect to the first RTP packet in the last check (none: absent).",
+    )
     total = family(
         "camera_state_changes_total", "counter", "Changes of the camera's status since start."
     )
@@ -193,6 +198,8 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
             seen.add(when, **labels)
         if isinstance(c.get("rtt_ms"), int | float):
             rtt.add(c["rtt_ms"] / 1000.0, **labels)
+        if isinstance(c.get("first_packet_ms"), int | float):
+            first.add(c["first_packet_ms"] / 1000.0, **labels)
         total.add(changes.get(str(c.get("id")), 0), **labels)
         if isinstance(c.get("since"), int | float):
             since.add(c["since"], **labels)

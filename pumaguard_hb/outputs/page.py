@@ -196,6 +196,9 @@ def _camera(cam: Mapping[str, Any], timelines: Sequence[Sequence[Segment]], now:
         facts.append("never seen")
     if isinstance(cam.get("rtt_ms"), int | float) and state == "connected":
         facts.append(f"{float(cam['rtt_ms']):.1f} ms")
+    first = cam.get("first_packet_ms")  # the stream method (docs/stream.md)
+    if isinstance(first, int | float) and state == "connected":
+        facts.append(f"first RTP {float(first):.0f} ms")
     why = cam.get("problem") or (cam.get("reason") if state == "disconnected" else None)
     lines = [
         f'<section class="camera" data-camera="{clean(cam.get("id"), 80)}" data-state="{word}">',

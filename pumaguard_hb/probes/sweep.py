@@ -3,7 +3,8 @@
 TCP-based checks (tcp, http, https, rtsp) run as concurrent connections (at most
 ``limit`` at a time); ICMP checks of the whole sweep go through one socket per
 address family in a worker thread. ``both`` sends ICMP first and checks by TCP
-only the cameras ICMP did not reach.
+only the cameras ICMP did not reach. ``stream`` checks (docs/stream.md) run outside that
+limit, under their own: at most ``stream_limit`` at once (camera_heartbeat_stream_concurrency).
 """
 
 from __future__ import annotations
@@ -16,9 +17,39 @@ from collections.abc import Callable
 from pumaguard_hb.model.probing import STREAM_METHODS, ProbeResult, Target
 from pumaguard_hb.probes.http import probe_request
 from pumaguard_hb.probes.icmp import IcmpMode, ping_many
+from pumaguard_hb.probes.stream import DEFAULT_CONCURRENCY, StreamLimiter
 from pumaguard_hb.probes.tcp import probe_tcp
 
 OnResult = Callable[[str, ProbeResult], None]
+_limiters: dict[asyncio.AbstractEventLoop, StreamLimiter] = {}
+
+
+def stream_limiter(limit: int) -> StreamLimiter:
+    """The limiter of this event loop's stream checks, shared by every sweep (and a sweep
+    that a check_now joins); a new one when the limit changes (checks under the old one
+    finish under it)."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None or limiter.limit != limit:
+        for old in [other for other in _limiters if other.is_closed()]:
+            del _limiters[old]
+        limiter = _limiters[loop] = StreamLimiter(limit)
+    return limiter
+
+
+async def probe_stream(target: Target, limiter: StreamLimiter) -> ProbeResult:
+    """One stream check of ``target`` when the limiter gives it a turn."""
+    found = await limiter.check(
+        target.url, timeout=target.timeout, username=target.username, password=target.password
+    )
+    return ProbeResult(
+        found.reachable,
+        "stream",
+        found.rtt_ms,
+        found.reason,
+        step=found.step,
+        first_packet_ms=found.first_packet_ms,
+    )
 
 
 async def run_sweep(
@@ -26,6 +57,7 @@ async def run_sweep(
     icmp_mode: IcmpMode,
     on_result: OnResult,
     limit: int = 1024,
+    stream_limit: int = DEFAULT_CONCURRENCY,
 ) -> None:
     """Check every target; report each result through ``on_result`` as soon as it is known.
 
@@ -38,7 +70,13 @@ async def run_sweep(
     by_tcp = [
         t for t in targets if t.method in STREAM_METHODS or (t.method == "both" and not icmp_ok)
     ]
+    by_stream = [t for t in targets if t.method == "stream"]
     gate = asyncio.Semaphore(limit)
+    limiter = stream_limiter(stream_limit) if by_stream else None
+
+    async def stream(target: Target) -> None:
+        assert limiter is not None
+        on_result(target.id, await probe_stream(target, limiter))
 
     async def tcp(target: Target) -> None:
         async with gate:
@@ -77,6 +115,8 @@ async def run_sweep(
             group.create_task(icmp_then_fallback())
         for target in by_tcp:
             group.create_task(tcp(target))
+        for target in by_stream:
+            group.create_task(stream(target))
 
 
 async def _ping(
