@@ -21,7 +21,8 @@ import pytest
 from harness import Daemon, Listeners, camera, wait_for, write_settings
 
 from pumaguard_hb.model.events import StateChange
-from pumaguard_hb.stores.history import DAY, History, uptime
+from pumaguard_hb.model.uptime import DAY, uptime
+from pumaguard_hb.stores.history import History
 
 H = 3600.0
 

@@ -32,6 +32,7 @@ import pytest
 from harness import REPO, Daemon, camera, wait_for, write_settings
 from netlab import Lab, lab_fixture, requires_root_netns, run_in_netns
 
+from pumaguard_hb.model.uptime import DAY, WEEK, Segment, segments
 from pumaguard_hb.outputs.page import (
     BADGE,
     BAR,
@@ -42,7 +43,6 @@ from pumaguard_hb.outputs.page import (
     refresh_seconds,
     render_page,
 )
-from pumaguard_hb.stores.history import DAY, WEEK, Segment, segments
 
 H = 3600.0
 DOCS_PNG = REPO / "docs" / "status-page.png"

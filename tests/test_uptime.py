@@ -26,7 +26,8 @@ from helpers_cli import PYTHONPATH, clean_env, run_cli
 from pumaguard_hb.control.client import Client
 from pumaguard_hb.control.protocol import ProtocolError
 from pumaguard_hb.model.events import StateChange
-from pumaguard_hb.stores.history import DAY, WEEK, History, Segment, coverage, segments, slots
+from pumaguard_hb.model.uptime import DAY, WEEK, Segment, coverage, segments, slots
+from pumaguard_hb.stores.history import History
 
 H = 3600.0
 REPO = Path(__file__).resolve().parent.parent

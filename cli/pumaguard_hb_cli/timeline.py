@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 PIPE_WIDTH = 80
-MIN_SLOTS, MAX_SLOTS = 10, 400  # what the daemon accepts (pumaguard_hb/stores/history.py)
+MIN_SLOTS, MAX_SLOTS = 10, 400  # what the daemon accepts (pumaguard_hb/model/uptime.py)
 NAME_MAX = 24  # cells of the name column at most; longer names end in "…"
 GLYPHS = {
     "up": ("█", "green"),

@@ -140,7 +140,7 @@ async def history_cmd(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any
 async def timeline(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     """Per camera: uptime, observed share and "slots" (up/down/mixed/unknown) over "window"
     (24h or 7d, default 24h), "slots" 10-400 (default 80), optional "cameras"."""
-    from pumaguard_hb.stores.history import MAX_SLOTS, MIN_SLOTS, WINDOWS
+    from pumaguard_hb.model.uptime import MAX_SLOTS, MIN_SLOTS, WINDOWS
 
     hist = monitor.history
     if hist is None or not hist.available:
