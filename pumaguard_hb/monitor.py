@@ -1,22 +1,21 @@
 """The monitor: a thin facade that wires the station, its store, the settings and the schedule.
 
 - the truth about the cameras is the :class:`~.station.Station` (one model, pure transitions);
-- where cameras live is a :class:`~.store.CameraStore` (the settings file, or the web UI);
+- where cameras live is a :class:`~.store.CameraStore` (the settings file, or the web UI),
+  written and listed by the :class:`~.publisher.Publisher`;
 - the settings are the shared settings file's heartbeat keys, overridden by the daemon's
-  own config file (:func:`~.settings.layered_settings`);
+  own config file (:class:`~.monitor_settings.MonitorSettings`);
 - sweeps are the :class:`~.schedule.Schedule`'s, given callables from here.
 
-Everything here runs on the daemon's event loop; file work runs in threads.
+Every change of state is made here: probe results, DHCP events, camera lists read from
+outside, cameras added and removed by hand. Everything runs on the daemon's event loop;
+file work runs in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import math
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,30 +33,28 @@ from pumaguard_hb.model.camera import (
     normalize_mac,
     now_iso,
 )
-from pumaguard_hb.model.errors import Conflict, HeartbeatError, PermissionDenied, SettingsError
+from pumaguard_hb.model.errors import Conflict, HeartbeatError
 from pumaguard_hb.model.events import Forget, Listener, StateChange
-from pumaguard_hb.model.keys import lookup_key, plain_value
 from pumaguard_hb.model.probing import ProbeResult, Target
-from pumaguard_hb.model.settings import Settings, layered_settings, raw_value, spelling_for
+from pumaguard_hb.model.settings import Settings
 from pumaguard_hb.model.station import MAX_LEARNED, Change, Station, check_event
+from pumaguard_hb.monitor_settings import MonitorSettings
 from pumaguard_hb.probes.icmp import IcmpAccess
-from pumaguard_hb.schedule import Hooks, Schedule, slack
+from pumaguard_hb.problems import Problems
+from pumaguard_hb.publisher import UNSAVED, Publisher
+from pumaguard_hb.schedule import Hooks, Schedule
 from pumaguard_hb.stores.cameras import CameraStore
-from pumaguard_hb.stores.settings_file import SettingsFile, Snapshot, StoreError
+from pumaguard_hb.stores.settings_file import SettingsFile
 from pumaguard_hb.stores.webstore import CACHE as WEBUI_CACHE
 from pumaguard_hb.stores.webstore import WebUIStore
-from pumaguard_hb.stores.webui import WebUIError
 
 if TYPE_CHECKING:
     from pumaguard_hb.notify import Notifier
     from pumaguard_hb.stores.history import History
 
-log = logging.getLogger(__name__)
+__all__ = ["UNSAVED", "Monitor"]  # UNSAVED: the daemon names the spool file with it
 
-STOP_LOCK_TIMEOUT = 2.0  # seconds the final save may wait for the lock (TimeoutStopSec is 10)
-STOP_SETTLE_TIMEOUT = 0.5  # ... and for a file being written in place to settle
-LAST_SEEN_HOLD_MAX = 300.0  # seconds a last_seen-only change may wait to be written
-UNSAVED = "unsaved-changes.json"  # in the state dir: what the last stop could not write
+log = logging.getLogger(__name__)
 
 
 class Monitor:
@@ -75,40 +72,39 @@ class Monitor:
         self.shared = shared
         self.own = own
         self.icmp = icmp
-        self.store: CameraStore = store or FileStore(shared, lambda: self._shared_id is not None)
+        self.store: CameraStore = store or FileStore(
+            shared, lambda: self.config.shared_id is not None
+        )
         self.webui = self.store.kind == "webui"
         self.station = Station()
-        self.settings = Settings()
-        self.shared_doc: dict[str, Any] = {}
-        self.own_doc: dict[str, Any] = {}
-        self._shared_id: tuple[int, int, int, int] | None = None
-        self._own_id: tuple[int, int, int, int] | None = None
-        self.problems: dict[str, str] = {}
+        self.problems = Problems()  # shown in status, each logged once
+        self.config = MonitorSettings(
+            shared, own, self.webui, self.problems, self._listing, self._settings_changed
+        )
+        self.publisher = Publisher(
+            self.store,
+            self.station,
+            self.problems,
+            lambda: self.settings,
+            self._apply_listing,
+            self.config.adopt_written,
+        )
         self.started = time.time()
         self.listeners: list[Listener] = []
         self.forgetters: list[Forget] = []  # told when a camera is gone (events.Forget)
         self.changes: dict[str, int] = {}  # state changes per camera since start (metrics)
         self.history: History | None = None
         self.notifier: Notifier | None = None
-        self.spool: Path | None = None  # where unsaved changes wait over a stop
         self.discoveries = Discoveries()  # what periodic ONVIF discovery found (discovery.py)
-        self._write_lock = asyncio.Lock()
         self._said: set[str] = set()  # facts about the inputs already logged once
-        self._urgent = False  # a change of state since the last publish (after_sweep)
-        self._published_at = -math.inf  # monotonic time of after_sweep's last publish
-        self.held = 0  # publishes held back: last_seen-only news (intervals.md)
-        # web UI mode: one task talks to the web UI, beside the sweeps (publish_beside)
-        self._publisher: asyncio.Task[None] | None = None
-        self._kick = asyncio.Event()
-        self._list_wanted = False
         self.schedule = Schedule(
             Hooks(
                 settings=lambda: self.settings,
                 icmp_mode=lambda: self.icmp.mode,
-                before=self.before_sweep,
+                before=self.publisher.before_sweep,
                 targets=lambda ids: self.station.targets(self.settings, ids),
                 record=self.record,
-                after=self.after_sweep,
+                after=self.publisher.after_sweep,
                 report=self.report,
             )
         )
@@ -118,120 +114,63 @@ class Monitor:
         """The station's cameras by id."""
         return self.station.cameras
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+        return self.config.settings
+
+    @property
+    def held(self) -> int:
+        """Publishes held back: last_seen-only news (docs/intervals.md)."""
+        return self.publisher.held
+
+    @property
+    def spool(self) -> Path | None:
+        """Where what the last stop could not save waits for the next start."""
+        return self.publisher.spool
+
+    @spool.setter
+    def spool(self, path: Path | None) -> None:
+        self.publisher.spool = path
+
     # -- settings -------------------------------------------------------------------------
 
     def load(self) -> None:
         """Read and validate the settings at start; SettingsError if they cannot be used."""
-        shared = self.shared.read()
-        own = self.own.read() if self.own else None
-        settings = self._layered(shared.doc, own.doc if own else None)
-        self._take_docs(shared, own)
-        self.settings = settings
+        self.config.load()
         if not self.webui:
-            self._listing(self.shared_doc)
+            self._listing(self.config.shared_doc)
         elif isinstance(self.store, WebUIStore):
             # the web UI may be down, late or broken: monitor from the first sweep the
             # cameras it listed last (kept in the state folder) or its file lists
             if self.spool is not None and self.store.cache is None:
                 self.store.cache = self.spool.with_name(WEBUI_CACHE)
-            entries = self.store.start_listing(self.shared_doc, self.shared.path)
+            entries = self.store.start_listing(self.config.shared_doc, self.shared.path)
             if entries is not None:
                 self._apply_listing(entries)
-        self._restore_unsaved()
-
-    def _layered(self, shared: dict[str, Any], own: dict[str, Any] | None) -> Settings:
-        return layered_settings(
-            shared,
-            str(self.shared.path),
-            own,
-            str(self.own.path) if self.own else "<config>",
-            webui=self.webui,
-            # a file others may write gives no privileged key (docs/security.md)
-            shared_untrusted=self.shared.untrusted,
-            own_untrusted=self.own.untrusted if self.own else "",
-        )
-
-    def _take_docs(self, shared: Snapshot, own: Snapshot | None) -> None:
-        self.shared_doc, self._shared_id = shared.doc, shared.identity
-        if own is not None:
-            self.own_doc, self._own_id = own.doc, own.identity
-
-    def _read(self) -> tuple[Snapshot, Snapshot | None]:
-        """Both files (in a thread): SettingsError when one does not parse."""
-        shared = self.shared.read()
-        own = self.own.read() if self.own else None
-        return shared, own
+        if self.publisher.restore_unsaved():
+            self._listing(self.config.shared_doc)
 
     async def reload(self, why: str, notify: bool = True) -> str | None:
-        """Re-read the settings after an outside change; bad values keep the old settings.
-
-        A file that does not parse (or a shared file deleted under a running daemon, in
-        standalone mode) also stops writes to it; a readable file with an invalid value
-        does not: its cameras are still monitored and their status still written.
-        A reload asked for (SIGHUP, ``pumaguard-hb reload``) tells systemd RELOADING=1 and
-        READY=1; one after an edit noticed by the file watch does not.
+        """Re-read the settings after an outside change; bad values keep the old settings
+        (:meth:`MonitorSettings.reload`). A reload asked for (SIGHUP, ``pumaguard-hb
+        reload``) tells systemd RELOADING=1 and READY=1; one after an edit noticed by the
+        file watch does not.
         """
         if not notify or self.notifier is None:
-            return await self._reload(why)
+            return await self.config.reload(why)
         self.notifier.reloading()
         try:
-            return await self._reload(why)
+            return await self.config.reload(why)
         finally:
             self.notifier.reloaded(self.summary_line())
 
-    async def _reload(self, why: str) -> str | None:
-        try:
-            shared, own = await asyncio.to_thread(self._read)
-        except SettingsError as err:
-            self._problem("settings", f"{err}; keeping the last good settings")
-            self._shared_id, self._own_id = self._stat_quietly()
-            return str(err)
-        if shared.identity is None and self._shared_id is not None and not self.webui:
-            self._problem(
-                "settings", f"{self.shared.path}: was deleted; keeping the last good settings"
-            )
-            return "settings file missing"
-        self._take_docs(shared, own)
-        self._solved("settings")
-        if not self.webui:
-            self._listing(self.shared_doc)
-        try:
-            settings = self._layered(shared.doc, own.doc if own else None)
-        except SettingsError as err:
-            self._problem("values", f"{err}; keeping the last good settings")
-            return str(err)
-        self._solved("values")
-        old, self.settings = self.settings, settings
-        if settings != old:
-            new, shown, was = settings.as_dict(), settings.public_dict(), old.public_dict()
-            changes = ", ".join(  # secrets redacted (docs/alerts.md)
-                f"{k}: {was[k]!r} -> {shown[k]!r}" for k, v in old.as_dict().items() if new[k] != v
-            )
-            log.info("settings reloaded (%s): %s", why, changes)
-            self.schedule.settings_changed()
-        else:
-            log.debug("settings reloaded (%s): heartbeat settings unchanged", why)
-        return None
-
-    def _stat_quietly(self) -> tuple[Any, Any]:
-        """Identities now, so that a bad version is not re-read until it changes again."""
-        ids = []
-        for file in (self.shared, self.own):
-            try:
-                ids.append(file.identity() if file else None)
-            except SettingsError:
-                ids.append(None)
-        return ids[0], ids[1]
-
     def file_changed(self) -> bool:
         """True when a settings file is not the version last read or written (by stat)."""
-        try:
-            if self.shared.identity() != self._shared_id:
-                return True
-            return self.own is not None and self.own.identity() != self._own_id
-        except SettingsError as err:
-            self._problem("settings", f"{err}; keeping the last good settings")
-            return False
+        return self.config.file_changed()
+
+    def _settings_changed(self) -> None:
+        self.schedule.settings_changed()
 
     # -- the camera list from outside -----------------------------------------------------
 
@@ -259,58 +198,7 @@ class Monitor:
         if outcome.added or outcome.respecced or outcome.removed:
             self.schedule.settings_changed()  # new cameras are due at once; intervals re-planned
 
-    async def before_sweep(self) -> None:
-        """Before a sweep: take the camera list from a store that is polled. The web UI's is
-        asked for by the publisher, beside the sweep: a new list is applied when it comes."""
-        if self.webui:
-            self._list_wanted = True
-            self._wake_publisher()
-            return
-        entries = await self.store.listing(None)
-        if entries is not None:
-            self._apply_listing(entries)
-
-    def _wake_publisher(self) -> None:
-        """Web UI mode: have the publisher task run a round (started on first use)."""
-        if self._publisher is None or self._publisher.done():
-            self._kick = asyncio.Event()  # of this loop
-            self._publisher = asyncio.get_running_loop().create_task(
-                self._publish_beside(), name="webui-publisher"
-            )
-        self._kick.set()
-
-    async def _publish_beside(self) -> None:
-        """Web UI mode: the one task that talks to the web UI, beside the sweeps. Each round
-        takes the camera list (when a sweep asked for it) and sends what the web UI shows
-        wrongly, worked out from the station as it is when each report goes: however slow
-        the web UI, the sweeps keep their schedule, wake-ups coalesce into one round, and
-        the latest state of each camera is what it gets (docs/webui.md)."""
-        while True:
-            await self._kick.wait()
-            self._kick.clear()
-            try:
-                if self._list_wanted:
-                    self._list_wanted = False
-                    entries = await self.store.listing(None)
-                    if entries is not None:
-                        self._apply_listing(entries)
-                await self.store.publish(self.station)
-            except WebUIError:
-                pass  # the store says so once and shows it in status
-            except Exception:  # a bug here must not end the reports for good
-                log.exception("publishing to the web UI failed")
-                await asyncio.sleep(1)
-
-    # -- problems shown in status, logged once -------------------------------------------
-
-    def _problem(self, kind: str, message: str) -> None:
-        if self.problems.get(kind) != message:
-            log.error("%s", message)
-            self.problems[kind] = message
-
-    def _solved(self, kind: str) -> None:
-        if self.problems.pop(kind, None) is not None:
-            log.log(NOTICE, "%s problem resolved", kind)
+    # -- facts logged once ----------------------------------------------------------------
 
     def _forget(self, cam: Camera) -> None:
         """A camera is gone: drop what is kept for it (memory stays flat; security.md)."""
@@ -362,7 +250,7 @@ class Monitor:
     def _changed(self, change: Change) -> None:
         """Log a change of state once, count it, and tell the listeners."""
         cam = change.camera
-        self._urgent = True
+        self.publisher.urgent = True
         self.changes[cam.id] = self.changes.get(cam.id, 0) + 1
         if cam.status == CONNECTED:
             log.log(NOTICE, "camera %s is up: %s", label(cam), change.reason)
@@ -386,108 +274,16 @@ class Monitor:
             except Exception:
                 log.exception("state change listener failed")
 
-    # -- persistence ---------------------------------------------------------------------
-
-    async def after_sweep(self, scheduled: bool) -> None:
-        """After a sweep: publish what it found. A scheduled sweep whose only news is newer
-        ``last_seen`` times (cameras on a ``heartbeat_interval`` shorter than the global one)
-        is written at most once per min(camera_heartbeat_interval, 300 s); changes of state,
-        check_now and anything pending are published at once (docs/intervals.md)."""
-        if self.webui:
-            self._wake_publisher()  # beside the sweep: a slow web UI never delays a probe
-            return
-        interval = min(self.settings.interval, LAST_SEEN_HOLD_MAX)
-        recent = time.monotonic() - self._published_at < interval - slack(interval)
-        news = self._urgent or "write" in self.problems or bool(self.store.unsaved())
-        if scheduled and recent and not news and not self.webui:
-            self.held += 1
-            return
-        self._urgent = False
-        self._published_at = time.monotonic()
-        await self.flush()
+    # -- publishing (publisher.py) ---------------------------------------------------------
 
     async def flush(self) -> None:
-        """Publish what the daemon knows to its store (one write at most); on failure the
-        unpublished part is kept for the next try. In web UI mode it wakes the publisher
-        task instead (returns at once)."""
-        if self.webui:
-            self._wake_publisher()
-            return
-        async with self._write_lock:
-            if "settings" in self.problems and not self.webui:
-                return  # the file does not parse, or vanished: never write over it
-            try:
-                snap = await self.store.publish(self.station)
-            except SettingsError as err:  # same sentence as reload(): logged once
-                self._problem("settings", f"{err}; keeping the last good settings")
-                return
-            except StoreError as err:
-                self._problem("write", f"{err}; changes kept in memory and retried")
-                return
-            except WebUIError:
-                return  # the store says so once and shows it in status
-            self._solved("write")
-            if snap is not None:
-                self._adopt_written(snap)
-
-    def _adopt_written(self, snap: Snapshot) -> None:
-        """The file as the daemon just wrote it: new cameras and settings of others in it."""
-        self.shared_doc, self._shared_id = snap.doc, snap.identity
-        try:
-            self.settings = self._layered(snap.doc, self.own_doc if self.own else None)
-            self._solved("values")
-        except SettingsError as err:
-            self._problem("values", f"{err}; keeping the last good settings")
-        self._listing(snap.doc)
+        """Publish what the daemon knows to its store (:meth:`Publisher.flush`)."""
+        await self.publisher.flush()
 
     async def stop(self) -> None:
         """The last save, bounded well inside systemd's stop timeout; what it could not
         write waits in the state directory for the next start."""
-        self.shared.lock_timeout = STOP_LOCK_TIMEOUT
-        self.shared.settle_timeout = min(self.shared.settle_timeout, STOP_SETTLE_TIMEOUT)
-        if self.webui:
-            await self._last_publish()
-        else:
-            await self.flush()
-        unsaved = self.store.unsaved()
-        if not unsaved or self.spool is None:
-            if unsaved:
-                log.warning("stopping with unsaved changes and no state directory to keep them")
-            return
-        try:
-            await asyncio.to_thread(_write_json, self.spool, unsaved)
-            log.warning("could not save every change; kept in %s for the next start", self.spool)
-        except OSError as err:
-            log.error("could not keep unsaved changes in %s: %s", self.spool, err.strerror)
-
-    async def _last_publish(self) -> None:
-        """Web UI mode: stop the publisher; one last round, bounded (what it cannot send,
-        the next start finds different and sends; queued DHCP events are kept)."""
-        if self._publisher is not None:
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._publisher
-        with contextlib.suppress(TimeoutError, WebUIError):
-            await asyncio.wait_for(self.store.publish(self.station), STOP_LOCK_TIMEOUT)
-        if isinstance(self.store, WebUIStore):
-            self.store.close()
-
-    def _restore_unsaved(self) -> None:
-        if self.spool is None:
-            return
-        try:
-            unsaved = json.loads(self.spool.read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as err:
-            log.error("cannot read %s: %s", self.spool, err)
-            return
-        if isinstance(unsaved, dict):
-            self.store.restore(unsaved)
-            log.info("took back the changes the last stop could not save (%s)", self.spool)
-            self._listing(self.shared_doc)
-        with contextlib.suppress(OSError):
-            self.spool.unlink()
+        await self.publisher.stop(self.shared)
 
     # -- commands that change the camera list or settings ------------------------------
 
@@ -504,7 +300,7 @@ class Monitor:
             raise Conflict(
                 "the web UI identifies cameras by MAC address: add it with --mac aa:bb:cc:dd:ee:ff"
             )
-        async with self._write_lock:
+        async with self.publisher.lock:
             for other in self.station.cameras.values():
                 if other.id == spec.id or (other.ip_address == ip and not mac):
                     what = "MAC" if mac else "IP"
@@ -529,7 +325,7 @@ class Monitor:
     async def remove_camera(self, ref: str) -> Camera:
         """Remove a camera from the station (and its store)."""
         cam = self.station.find(ref)
-        async with self._write_lock:
+        async with self.publisher.lock:
             await self.store.remove(cam)
             self.station.remove(cam.id)
             self._forget(cam)
@@ -560,62 +356,7 @@ class Monitor:
 
     async def set_config(self, name: str, value: Any, by_root: bool = True) -> Settings:
         """Validate and persist one heartbeat setting; it takes effect at once."""
-        key = lookup_key(name)
-        checked = key.check(key.name, value)
-        file = self.own or (None if self.webui else self.shared)
-        if key.privileged and not by_root:
-            where = file.path if file else "the daemon's config file"
-            raise PermissionDenied(
-                f"permission denied: {key.name} runs a program or sends data off the machine; "
-                f"only root may change it over the socket (or edit {where})"
-            )
-        if file is None:
-            raise Conflict(
-                "cannot change settings: in web UI mode the shared file is the web UI's; "
-                "start the daemon with --config PATH (its own settings file)"
-            )
-        if key.name == "camera_heartbeat_webui_url" and file is not self.own:
-            raise Conflict(
-                f"{key.name} belongs in the daemon's own settings file, which the web UI never "
-                "rewrites: start the daemon with --config PATH (the service has one)"
-            )
-        if file is self.shared and "settings" in self.problems:
-            raise Conflict(f"cannot change settings: {self.problems['settings']}")
-        if key.privileged and file.untrusted:  # it would be ignored there (docs/security.md)
-            raise Conflict(
-                f"not saved: {file.path}: {file.untrusted}, so {key.name} would be ignored "
-                "there; make it writable by root and the service user only"
-            )
-        doc = self.own_doc if file is self.own else self.shared_doc
-        stored = plain_value(key, checked) if isinstance(checked, tuple) else value
-        # our own file: the README's spelling unless it has another; the shared file keeps
-        # the spelling it already uses
-        found = raw_value(doc, key)
-        own_spelling = found[0] if found else key.name
-        spelling = own_spelling if file is self.own else spelling_for(doc, key)
-
-        def change(d: dict[str, Any]) -> bool:
-            if d.get(spelling, _MISSING) == stored:
-                return False
-            d[spelling] = stored
-            return True
-
-        async with self._write_lock:
-            try:
-                snap = await asyncio.to_thread(file.update, change, False)
-            except (SettingsError, StoreError) as err:
-                raise Conflict(f"not saved: {err}") from None
-        if file is self.own:
-            self.own_doc, self._own_id = snap.doc, snap.identity
-            self.settings = self._layered(self.shared_doc, self.own_doc)
-        else:
-            self._adopt_written(snap)
-        shown = self.settings.public_dict()[key.name]  # secrets redacted
-        log.info("setting %s changed to %r in %s", key.name, shown, file.path)
-        if key.name == "camera_heartbeat_webui_url":
-            log.warning("%s takes effect when the daemon restarts", key.name)
-        self.schedule.settings_changed()
-        return self.settings
+        return await self.config.set(name, value, by_root, self.publisher.lock)
 
     # -- what status shows (status.py) -----------------------------------------------------
 
@@ -630,18 +371,3 @@ class Monitor:
     def summary_line(self) -> str:
         """The one-line STATUS= text for systemd (ASCII only)."""
         return status_view.summary_line(self)
-
-
-_MISSING = object()
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, json.dumps(data).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
