@@ -343,3 +343,79 @@ def test_at_most_the_stream_concurrency_at_once(
     assert proxy.max_open <= 2 and proxy.methods.count("PLAY") == 18
     wait_for(lambda: proxy.methods.count("TEARDOWN") == 18, 30)
     assert d.stop() == 0
+
+
+# -- the model: the check a stream camera gets, and what is shown of its secrets --------------
+
+
+def _target(settings: dict[str, Any], **entry: Any) -> Any:
+    from pumaguard_hb.model.camera import camera_from_entry
+    from pumaguard_hb.model.settings import parse_settings
+    from pumaguard_hb.model.station import target_for
+
+    cam = camera_from_entry(camera("Reolink", "192.0.2.7", "aa:bb:cc:23:02:01", **entry))
+    assert cam is not None
+    return target_for(cam, parse_settings(settings))
+
+
+def test_target_of_a_stream_camera() -> None:
+    station = {
+        "camera_heartbeat_method": "stream",
+        "camera_heartbeat_stream_path": "/live",
+        "camera_heartbeat_stream_timeout": 7,
+        "camera_heartbeat_stream_username": "admin",
+        "camera_heartbeat_stream_password": "station-pw",
+    }
+    t = _target(station)
+    assert (t.url, t.port, t.timeout, t.username, t.password) == (
+        "rtsp://192.0.2.7:554/live",
+        554,
+        7,
+        "admin",
+        "station-pw",
+    )
+    assert "station-pw" not in repr(t)
+    t = _target(station, heartbeat_port=8554, heartbeat_password="own-pw")
+    assert t.url == "rtsp://192.0.2.7:8554/live" and (t.username, t.password) == ("admin", "own-pw")
+    url = "rtsp://cam:url-pw@192.0.2.8/h264Preview_01_sub"
+    t = _target(station, heartbeat_url=url)  # credentials in the URL win over the station's
+    assert (t.url, t.username, t.password) == (url, "", "")
+    assert "url-pw" not in repr(t)
+    v6 = _target(station | {"cameras": []}, ip_address="fe80::7%eth0")
+    assert v6.url == "rtsp://[fe80::7%eth0]:554/live"
+    assert _target({"camera_heartbeat_method": "tcp"}).url == ""  # other methods: no URL
+
+
+def test_stream_secrets_are_redacted_in_settings_status_and_errors() -> None:
+    from pumaguard_hb.model.camera import camera_from_entry
+    from pumaguard_hb.model.errors import SettingsError
+    from pumaguard_hb.model.settings import layered_settings, parse_settings
+
+    mac = "aa:bb:cc:23:02:02"
+    url = "rtsp://cam:url-pw@192.0.2.9/x?password=query-pw"
+    doc = {
+        "camera_heartbeat_stream_password": "station-pw",
+        "camera_heartbeat_cameras": {mac: {"heartbeat_url": url, "heartbeat_password": "own-pw"}},
+    }
+    shown = json.dumps(parse_settings(doc).public_dict())
+    assert "rtsp://***@192.0.2.9/x?***" in shown
+    assert not any(pw in shown for pw in ("station-pw", "url-pw", "query-pw", "own-pw"))
+    cam = camera_from_entry(
+        camera("R", "192.0.2.9", mac, heartbeat_url=url, heartbeat_password="p1")
+    )
+    assert cam is not None
+    assert cam.to_dict()["overrides"] == {"url": "rtsp://***@192.0.2.9/x?***", "password": "***"}
+    assert "p1" not in repr(cam) and "url-pw" not in repr(cam)
+    for bad in (
+        {"camera_heartbeat_cameras": {mac: {"heartbeat_url": "http://u:url-pw@h/"}}},
+        {"camera_heartbeat_cameras": {mac: {"heartbeat_password": "own-pw\n"}}},
+        {"camera_heartbeat_stream_password": "station-pw\n"},
+    ):
+        with pytest.raises(SettingsError) as err:
+            parse_settings(bad)
+        assert not any(pw in str(err.value) for pw in ("url-pw", "own-pw", "station-pw"))
+    broken = camera_from_entry(camera("R", "192.0.2.9", mac, heartbeat_url="ftp://u:url-pw@h/"))
+    assert broken is not None and broken.problem and "url-pw" not in broken.problem
+    # from a file others may write: neither the station's nor a camera's credentials
+    s = layered_settings(doc, "/srv/shared.yaml", shared_untrusted="group-writable")
+    assert s.stream_password == "" and s.overrides_for(mac) == {}
