@@ -31,6 +31,7 @@ from common import (
     Pool,
     bench_env,
     build_pool,
+    daemons,
     entry,
     find_interpreters,
     interruptible,
@@ -85,8 +86,6 @@ def time_commands(cmds: dict[str, list[str]], rounds: int) -> dict[str, dict[str
 
 
 def measure_with_daemons(lab: Lab, pool: Pool, interp: Interp) -> dict[int, Any]:
-    from bench_daemon import daemons
-
     out: dict[int, Any] = {}
     for n, rounds in ((50, ROUNDS), (1000, ROUNDS_1000)):
         ans, sil = pool.pick(n, 0.0 if n == 50 else 0.25)

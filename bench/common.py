@@ -18,13 +18,15 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,12 +36,17 @@ BENCH = REPO / "bench"
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
+import yaml  # noqa: E402
 from netlab import Lab, netns_unavailable_reason  # noqa: E402
+
+from pumaguard_hb.control.client import Client, ClientError  # noqa: E402
 
 PYTHONPATH = f"{REPO}:{REPO / 'cli'}"
 PORT = 80  # the cameras' TCP port, as PumaGuard's default
 POOL_ANSWERING = 1000  # answering camera addresses, each with a TCP listener on PORT
 POOL_SILENT = 250  # silent camera addresses (routed into the lab, dropped without a trace)
+FIXTURE = REPO / "tests/fixtures/pumaguard-webui-settings.yaml"  # the web UI's settings file
+TIMEOUT = 1.0  # the benchmark daemons' probe timeouts
 
 
 @dataclass(frozen=True)
@@ -273,3 +280,142 @@ def require_root() -> None:
 
 def open_lab() -> Lab:
     return Lab(prefix="phbb-")
+
+
+# -- a real daemon to measure (bench_daemon.py, bench_cli.py) ---------------------------------
+
+
+def write_settings(path: Path, ips: list[str], method: str, interval: float) -> None:
+    """The web UI's file (hyphenated keys, plugs, history, ...) with these cameras."""
+    doc: dict[str, Any] = yaml.safe_load(FIXTURE.read_text()) if FIXTURE.exists() else {}
+    doc.update(
+        {
+            "camera-heartbeat-enabled": True,
+            "camera-heartbeat-method": method,
+            "camera-heartbeat-interval": interval,
+            "camera-heartbeat-tcp-port": PORT,
+            "camera-heartbeat-tcp-timeout": TIMEOUT,
+            "camera-heartbeat-icmp-timeout": TIMEOUT,
+            "cameras": [
+                {
+                    "hostname": f"Microseven-bench-{i:04d}",
+                    "ip_address": ip,
+                    "last_seen": "2024-01-15T14:32:15Z",
+                    "mac_address": "02:42:00:00:{:02x}:{:02x}".format(*divmod(i, 256)),
+                    "status": "disconnected",
+                }
+                for i, ip in enumerate(ips)
+            ],
+        }
+    )
+    path.write_text(yaml.safe_dump(doc, default_flow_style=False))
+
+
+def _log_dir() -> str | None:
+    """Logs go to tmpfs when there is one, so they do not count as the daemon's disk writes."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+@dataclass
+class BenchDaemon:
+    """A real daemon in the prober namespace, on its own files; stop() always cleans up."""
+
+    lab: Lab
+    interp: Interp
+    ips: list[str]
+    method: str
+    interval: float
+    prelude: str | None = None  # Python run with ``-c`` instead of ``-m pumaguard_hb``
+    tmp: Path = field(init=False)
+    logtmp: Path = field(init=False)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="phb-bench-", dir="/var/tmp"))
+        self.logtmp = Path(tempfile.mkdtemp(prefix="phb-bench-log-", dir=_log_dir()))
+        self.settings = self.tmp / "pumaguard-settings.yaml"
+        self.socket = self.tmp / "hb.sock"
+        write_settings(self.settings, self.ips, self.method, self.interval)
+
+    def start(self) -> BenchDaemon:
+        log = open(self.logtmp / "daemon.log", "wb")  # noqa: SIM115 - closed below
+        try:
+            self.proc = self.lab.popen(
+                [self.interp.python, *self._entry(), "--settings", str(self.settings),
+                 "--socket", str(self.socket), "--state-dir", str(self.tmp / "state")],
+                env=bench_env(), stdout=log, stderr=log, cwd=str(REPO),
+            )  # fmt: skip
+        finally:
+            log.close()
+        return self
+
+    def _entry(self) -> list[str]:
+        return ["-c", self.prelude] if self.prelude else ["-m", "pumaguard_hb"]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(ClientError, OSError):
+                if self.call("ping") == "pong":
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.log()}")
+
+    def call(self, cmd: str, timeout: float = 30.0) -> Any:
+        with Client(self.socket, timeout=timeout) as client:
+            return client.call(cmd)
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("status")
+        return result
+
+    def wait_sweeps(self, count: int, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if st["daemon"]["sweeps"] >= count or time.monotonic() > deadline:
+                return st
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.logtmp / "daemon.log").read_text(errors="replace")[-4000:]
+        return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.logtmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def daemons(
+    lab: Lab,
+    interp: Interp,
+    specs: list[tuple[list[str], str, float, str | None]],
+) -> Iterator[list[BenchDaemon]]:
+    """Start one daemon per (ips, method, interval, prelude), side by side; stop them all."""
+    made: list[BenchDaemon] = []
+    try:
+        for ips, method, interval, prelude in specs:
+            made.append(BenchDaemon(lab, interp, ips, method, interval, prelude).start())
+        for d in made:
+            d.wait_ready()
+        yield made
+    finally:
+        for d in made:
+            d.stop()

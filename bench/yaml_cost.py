@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml
-from bench_daemon import write_settings
+from common import write_settings
 
 REPS = 3
 

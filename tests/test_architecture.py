@@ -123,17 +123,18 @@ def test_nothing_below_the_top_imports_the_monitor_or_the_daemon() -> None:
     assert not wrong
 
 
-def test_no_circles() -> None:
-    """No module reaches itself by following imports (Tarjan's strongly connected parts)."""
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The modules that reach themselves by following imports, one list per circle (Tarjan's
+    strongly connected parts)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
-    circles: list[list[str]] = []
+    found: list[list[str]] = []
 
     def visit(v: str) -> None:
         index[v] = low[v] = len(index)
         stack.append(v)
-        for w in sorted(GRAPH[v]):
+        for w in sorted(graph[v]):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
@@ -147,12 +148,48 @@ def test_no_circles() -> None:
                 if w == v:
                     break
             if len(comp) > 1:
-                circles.append(sorted(comp))
+                found.append(sorted(comp))
 
-    for v in sorted(GRAPH):
+    for v in sorted(graph):
         if v not in index:
             visit(v)
-    assert not circles
+    return found
+
+
+def test_no_circles() -> None:
+    assert not circles(GRAPH)
+
+
+def bench_graph() -> dict[str, set[str]]:
+    """bench/'s scripts import each other by bare name (the folder is on sys.path):
+    ``import bench_cli``, ``from common import ...``, at the top or inside a function."""
+    scripts = {path.stem: path for path in sorted((ROOT / "bench").glob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in scripts.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found.add(node.module)
+        graph[name] = {m for m in found if m in scripts and m != name}
+    return graph
+
+
+def test_bench_has_no_circles() -> None:
+    """The benchmarks share code through bench/common.py, never by importing each other
+    both ways (bench_cli <-> bench_daemon was one)."""
+    graph = bench_graph()
+    assert {"common", "bench_cli", "bench_daemon"} <= set(graph)
+    assert "common" in graph["bench_cli"]  # the graph is read
+    assert not circles(graph)
+
+
+def test_circles_are_found() -> None:
+    """Guards the test itself: a circle of two, and one of three, are seen."""
+    assert circles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
 
 
 @pytest.mark.parametrize("name", sorted(GRAPH))
