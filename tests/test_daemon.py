@@ -256,7 +256,7 @@ def test_invalid_settings_at_start_exit_78_with_one_clear_line(tmp_path: Path) -
         lines = proc.stderr.strip().splitlines()
         assert lines == [
             f"pumaguard-heartbeat: {path}: camera-heartbeat-method: invalid value "
-            "'ping': must be one of icmp, tcp, both, http, https, rtsp"
+            "'ping': must be one of icmp, tcp, both, http, https, rtsp, stream"
         ]
 
 
