@@ -15,7 +15,13 @@ from typing import Any
 
 from pumaguard_hb.model.errors import Conflict, PermissionDenied, SettingsError
 from pumaguard_hb.model.keys import lookup_key, plain_value
-from pumaguard_hb.model.settings import Settings, layered_settings, raw_value, spelling_for
+from pumaguard_hb.model.settings import (
+    Settings,
+    layered_settings,
+    privileged_fields,
+    raw_value,
+    spelling_for,
+)
 from pumaguard_hb.problems import Problems
 from pumaguard_hb.stores.settings_file import SettingsFile, Snapshot, StoreError
 
@@ -158,11 +164,15 @@ class MonitorSettings:
         key = lookup_key(name)
         checked = key.check(key.name, value)
         file = self.own or (None if self.webui else self.shared)
-        if key.privileged and not by_root:
+        # a per-camera override that points a probe somewhere (method, port, path, URL,
+        # stream credentials) is as privileged as a privileged key (docs/security.md)
+        steering = privileged_fields(key.name, value)
+        if (key.privileged or steering) and not by_root:
             where = file.path if file else "the daemon's config file"
+            what = f"{key.name} ({', '.join(steering)})" if steering else key.name
             raise PermissionDenied(
-                f"permission denied: {key.name} runs a program or sends data off the machine; "
-                f"only root may change it over the socket (or edit {where})"
+                f"permission denied: {what} runs a program, points a probe or sends data off "
+                f"the machine; only root may change it over the socket (or edit {where})"
             )
         if file is None:
             raise Conflict(
@@ -176,7 +186,7 @@ class MonitorSettings:
             )
         if file is self.shared and "settings" in self.problems:
             raise Conflict(f"cannot change settings: {self.problems['settings']}")
-        if key.privileged and file.untrusted:  # it would be ignored there (docs/security.md)
+        if (key.privileged or steering) and file.untrusted:  # ignored there (security.md)
             raise Conflict(
                 f"not saved: {file.path}: {file.untrusted}, so {key.name} would be ignored "
                 "there; make it writable by root and the service user only"

@@ -458,3 +458,59 @@ def test_files_the_daemon_creates_are_0600_and_an_old_file_keeps_its_mode(
         assert d.stop() == 0
     finally:
         os.umask(old_umask)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_a_member_may_not_point_a_camera_probe_over_the_socket() -> None:
+    """``camera_heartbeat_cameras`` is not a privileged key, but its method, port, path, URL
+    and stream credentials point a probe somewhere (and would send the station's stream
+    password to a host of the member's choosing): from a non-root member they are refused
+    like a privileged key; an interval alone is that member's to set."""
+    folder = Path(tempfile.mkdtemp(prefix="phb-trust-"))
+    try:
+        folder.chmod(0o755)  # the member reaches the socket in it
+        _member_points_a_probe(Daemon(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _member_points_a_probe(d: Daemon) -> None:
+    write_settings(d.settings, {"cameras": []})
+    d.start()
+    mac = "aa:bb:cc:00:00:01"
+    ask = (
+        "import json, socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.connect(sys.argv[1])\n"
+        "f = s.makefile()\n"
+        "for value in json.loads(sys.argv[2]):\n"
+        "    req = {'cmd': 'config_set', 'args': {'key': 'camera_heartbeat_cameras',\n"
+        "                                        'value': value}}\n"
+        "    s.sendall(json.dumps(req).encode() + b'\\n')\n"
+        "    print(f.readline().strip())\n"
+    )
+    values = [
+        {mac: {"heartbeat_port": 8080}},
+        {mac: {"heartbeat-url": "rtsp://127.0.0.1:9/x"}},
+        {mac: {"heartbeat_interval": 30}},
+    ]
+    member = subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", "--regid=0", "--clear-groups",
+         "/usr/bin/python3", "-c", ask, str(d.socket), json.dumps(values)],
+        capture_output=True, text=True, timeout=30, cwd="/",
+    )  # fmt: skip
+    assert member.returncode == 0, member.stderr
+    port, url, interval = (json.loads(line) for line in member.stdout.splitlines())
+    for refused, field in ((port, "heartbeat_port"), (url, "heartbeat_url")):
+        assert refused["error"]["code"] == "permission_denied", refused
+        assert f"{mac}: {field}" in refused["error"]["message"]
+    assert "error" not in interval, interval
+    saved = yaml.safe_load(d.settings.read_text())
+    overrides = saved.get("camera_heartbeat_cameras") or saved.get("camera-heartbeat-cameras")
+    assert overrides == {mac: {"heartbeat_interval": 30}}
+    # root may (the daemon's file is root's alone here)
+    done = run_cli("config", "set", "camera_heartbeat_cameras",
+                   json.dumps({mac: {"heartbeat_port": 8080}}),
+                   env=clean_env(PUMAGUARD_HB_SOCKET=str(d.socket)))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert d.stop() == 0

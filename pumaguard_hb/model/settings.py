@@ -168,6 +168,25 @@ PRIVILEGED_OVERRIDES = (
     "heartbeat_username",
     "heartbeat_password",
 )
+
+
+def privileged_fields(name: str, value: Any) -> list[str]:
+    """The privileged per-camera overrides in ``value`` of key ``name`` (only
+    ``camera_heartbeat_cameras`` has them), as ``MAC: field``: a value that holds one is as
+    privileged as a privileged key (docs/security.md)."""
+    key = KEYS_BY_NAME.get(name)
+    if key is None or key.check is not check_camera_overrides or not isinstance(value, dict):
+        return []
+    found = []
+    for mac, entry in value.items():
+        if isinstance(entry, dict):
+            for field_ in entry:
+                canonical = field_.replace("-", "_") if isinstance(field_, str) else field_
+                if canonical in PRIVILEGED_OVERRIDES:
+                    found.append(f"{mac}: {canonical}")
+    return found
+
+
 _said_ignored: set[tuple[str, str]] = set()  # (file, key) already named in the log
 
 
