@@ -10,7 +10,8 @@ logs every datagram it receives (JSON lines) and answers a Probe as MODE says:
 - ``camera``: a ProbeMatches as ONVIF devices send it (WS-Discovery 2005/04, SOAP 1.2,
   ``tdn:NetworkVideoTransmitter tds:Device``, ``onvif://www.onvif.org/...`` scopes);
 - ``wrong-relates``: the same with another RelatesTo; ``garbage``: random bytes;
-- ``flood``: 17 datagrams of 65507 bytes (1.1 MB), then a valid-looking but oversize reply;
+- ``flood``: once every other responder has answered (their logs say so), 17 datagrams of
+  65507 bytes (1.1 MB), then a valid-looking but oversize reply; ONVIF Probes only;
 - ``bomb``: a billion-laughs ProbeMatches; ``huge-scope``: a 60 KB scope and 1000 XAddrs;
 - ``replay FILE``: the bytes of FILE (a real wsdd reply) with our MessageID as RelatesTo.
 """
@@ -38,6 +39,8 @@ PORT = 3702
 HERE = Path(__file__).resolve().parent
 WSA = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
 WSD = "http://schemas.xmlsoap.org/ws/2005/04/discovery"
+STATION_MAC = "02:0e:00:5a:7a:01"  # the station's bridge (responders get 02:0e:NN:...)
+AFTER_OTHERS = 30.0  # seconds the flood waits at most for the others' answers
 
 
 def message_id(data: bytes) -> str | None:
@@ -123,6 +126,22 @@ def replies(mode: str, relates: str, ip: str, name: str, replay: bytes) -> list[
     raise SystemExit(f"unknown mode {mode}")
 
 
+def _wait_for_others(own: Path, mid: str) -> None:
+    """Until every other responder of the lab (its log next to ``own``) has answered ``mid``,
+    bounded by AFTER_OTHERS seconds; then a little longer for their replies to arrive."""
+    deadline = time.monotonic() + AFTER_OTHERS
+    while time.monotonic() < deadline:
+        waiting = [
+            other
+            for other in own.parent.glob("responder-*.jsonl")
+            if other != own and f'"re": "{mid}"' not in other.read_text()
+        ]
+        if not waiting:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
 def respond(args: argparse.Namespace) -> None:
     """The responder: join the group, log what arrives, answer Probes as the mode says."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
@@ -140,18 +159,25 @@ def respond(args: argparse.Namespace) -> None:
     while True:
         data, src = sock.recvfrom(65535)
         mid = message_id(data)
-        log.write(json.dumps({"from": list(src), "len": len(data), "data": data.hex()}) + "\n")
+        got = {"from": list(src), "len": len(data), "data": data.hex(), "t": time.time()}
+        log.write(json.dumps(got) + "\n")
         if mid is None or b"Probe>" not in data or b"ProbeMatches" in data:
             continue
         if args.mode == "flood":
-            # after the cameras have answered: a flood that fills the prober's socket buffer
+            if b"NetworkVideoTransmitter" not in data:
+                continue  # the test's probes of wsdd would keep it flooding into the next probe
+            # after the others have answered: a flood that fills the prober's socket buffer
             # first would deny their replies (a network-level denial that no parser can undo;
             # docs/discovery.md); what is tested is that the flood itself is ignored
-            time.sleep(1.0)
+            _wait_for_others(Path(args.log), mid)
         for _ in range(2 if args.mode == "camera" else 1):  # SOAP-over-UDP: unicast sent twice
             for reply in replies(args.mode, mid, args.ip, args.name, replay):
-                with contextlib.suppress(OSError):
+                try:
                     out.sendto(reply, src)
+                    sent: dict[str, Any] = {"sent": len(reply), "to": src}
+                except OSError as err:  # logged: a test's failure says what was not sent
+                    sent = {"send_error": str(err)}
+                log.write(json.dumps({**sent, "re": mid, "t": time.time()}) + "\n")
                 if args.mode == "flood":
                     time.sleep(0.02)  # paced: 1.1 MB in about 0.4 s
             time.sleep(0.1)
@@ -184,7 +210,22 @@ class OnvifLab:
             _ip("netns", "add", self.station)
             self.namespaces.append(self.station)
             _ip("link", "set", "lo", "up", ns=self.station)
-            _ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.station)
+            # a fixed MAC: a bridge without one takes the lowest MAC of its ports and changes
+            # it when a port with a lower one joins; responders that learnt the old one (the
+            # test's own probe of wsdd) then send their replies to an address the station
+            # drops unseen (PACKET_OTHERHOST), and the station forgets its neighbours
+            _ip(
+                "link",
+                "add",
+                "br0",
+                "address",
+                STATION_MAC,
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+                ns=self.station,
+            )
             _ip("addr", "add", f"{self.station_ip}/24", "dev", "br0", ns=self.station)
             _ip("link", "set", "br0", "up", "multicast", "on", ns=self.station)
             _ip("route", "add", "224.0.0.0/4", "dev", "br0", ns=self.station)
@@ -292,10 +333,33 @@ class Responder:
     def __init__(self, ns: str, ip: str, mac: str, log: Path) -> None:
         self.ns, self.ip, self.mac, self.log = ns, ip, mac, log
 
+    def lines(self) -> list[dict[str, Any]]:
+        """Everything it logged: ready, each datagram received, each reply sent (or not)."""
+        return [json.loads(x) for x in self.log.read_text().splitlines() if x.strip()]
+
     def received(self) -> list[dict[str, Any]]:
         """The datagrams that reached it on 239.255.255.250:3702."""
-        lines = [json.loads(x) for x in self.log.read_text().splitlines() if x.strip()]
-        return [x for x in lines if "data" in x]
+        return [x for x in self.lines() if "data" in x]
+
+    def story(self, since: float = 0.0) -> str:
+        """What it received and sent since ``since`` (time.time()), for a failing test."""
+        events = [x for x in self.lines() if x.get("t", 0.0) >= since]
+        got = sum(1 for x in events if "data" in x)
+        sent = [x["sent"] for x in events if "sent" in x]
+        errors = [x["send_error"] for x in events if "send_error" in x]
+        first = min((x["t"] for x in events if "data" in x), default=None)
+        last = max((x["t"] for x in events if "sent" in x), default=None)
+        mids = [message_id(bytes.fromhex(x["data"])) for x in events if "data" in x]
+        answered = sorted({(x.get("re"), tuple(x.get("to", ()))) for x in events if "sent" in x})
+        when = (
+            f", received at +{first - since:.2f}s, last sent at +{last - since:.2f}s"
+            if first is not None and last is not None and since
+            else ""
+        )
+        return (
+            f"{self.ns} {self.ip}: received {got} {mids}, sent {len(sent)} ({sum(sent)} B)"
+            f" {answered}{when}"
+        ) + (f", send errors {errors[:3]}" if errors else "")
 
 
 @contextlib.contextmanager
