@@ -169,10 +169,14 @@ class MonitorSettings:
         steering = privileged_fields(key.name, value)
         if (key.privileged or steering) and not by_root:
             where = file.path if file else "the daemon's config file"
-            what = f"{key.name} ({', '.join(steering)})" if steering else key.name
+            what = (
+                f"{key.name} ({', '.join(steering)}) points a probe somewhere"
+                if steering
+                else f"{key.name} runs a program or sends data off the machine"
+            )
             raise PermissionDenied(
-                f"permission denied: {what} runs a program, points a probe or sends data off "
-                f"the machine; only root may change it over the socket (or edit {where})"
+                f"permission denied: {what}; only root may change it over the socket "
+                f"(or edit {where})"
             )
         if file is None:
             raise Conflict(
