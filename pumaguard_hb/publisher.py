@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from pumaguard_hb.model.station import Station
 from pumaguard_hb.problems import Problems
 from pumaguard_hb.schedule import slack
 from pumaguard_hb.stores.cameras import CameraStore
+from pumaguard_hb.stores.own_files import write_json
 from pumaguard_hb.stores.settings_file import SettingsFile, Snapshot, StoreError
 from pumaguard_hb.stores.webstore import WebUIStore
 from pumaguard_hb.stores.webui import WebUIError
@@ -127,7 +127,7 @@ class Publisher:
         interval = min(self._settings().interval, LAST_SEEN_HOLD_MAX)
         recent = time.monotonic() - self._published_at < interval - slack(interval)
         news = self.urgent or "write" in self.problems or bool(self.store.unsaved())
-        if scheduled and recent and not news and not self.webui:
+        if scheduled and recent and not news:
             self.held += 1
             return
         self.urgent = False
@@ -142,7 +142,7 @@ class Publisher:
             self._wake()
             return
         async with self.lock:
-            if "settings" in self.problems and not self.webui:
+            if "settings" in self.problems:
                 return  # the file does not parse, or vanished: never write over it
             try:
                 snap = await self.store.publish(self.station)
@@ -152,8 +152,6 @@ class Publisher:
             except StoreError as err:
                 self.problems.problem("write", f"{err}; changes kept in memory and retried")
                 return
-            except WebUIError:
-                return  # the store says so once and shows it in status
             self.problems.solved("write")
             if snap is not None:
                 self._written(snap)
@@ -173,7 +171,7 @@ class Publisher:
                 log.warning("stopping with unsaved changes and no state directory to keep them")
             return
         try:
-            await asyncio.to_thread(_write_json, self.spool, unsaved)
+            await asyncio.to_thread(write_json, self.spool, unsaved)
             log.warning("could not save every change; kept in %s for the next start", self.spool)
         except OSError as err:
             log.error("could not keep unsaved changes in %s: %s", self.spool, err.strerror)
@@ -208,15 +206,3 @@ class Publisher:
         with contextlib.suppress(OSError):
             self.spool.unlink()
         return restored
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, json.dumps(data).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

@@ -23,7 +23,6 @@ TOO_LONG = {
     "pumaguard_hb.outputs.alerts": "the alert burst and its two ways out",
     "pumaguard_hb.outputs.metrics": "the figures and their HTTP listener",
     "pumaguard_hb.stores.settings_file": "settled reads, the lock and atomic replace",
-    "pumaguard_hb.stores.webstore": "the web UI as a camera store",
     "pumaguard_hb.probes.stream": "new (issue 23): RTSP DESCRIBE/SETUP/PLAY, its author splits it",
 }
 

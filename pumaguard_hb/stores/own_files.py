@@ -9,7 +9,8 @@ non-blocking ``flock`` from start to stop (:func:`hold_lock`). The event loop ne
 for a lock another process holds: it is an ``OSError`` at once, and the daemon runs without
 history (one clear error). A lock file that is not the daemon's own 0600 file (an older
 version's 0640 file, which a group member may hold open and locked) is replaced by a new
-inode.
+inode. Small JSON files of its own (the unsaved changes, the web UI's last list) are
+written by :func:`write_json`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import stat
+import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +117,20 @@ def hold_lock(lock: Path) -> int:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as JSON to ``path``: 0600, atomically (a temp file in the same folder,
+    fsync, rename), never through a symlink planted at the temp name."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600, O_EXCL
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(doc, separators=(",", ":")).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

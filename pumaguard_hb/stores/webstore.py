@@ -43,7 +43,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -64,6 +63,7 @@ from pumaguard_hb.model.checks import MAX_CAMERAS
 from pumaguard_hb.model.errors import Conflict, InvalidValue
 from pumaguard_hb.model.settings import Settings
 from pumaguard_hb.model.station import DhcpOutcome, Station
+from pumaguard_hb.stores.own_files import write_json
 from pumaguard_hb.stores.settings_file import Snapshot
 from pumaguard_hb.stores.webui import WebUI, WebUIError
 
@@ -249,7 +249,7 @@ class WebUIStore:
             return
         doc = {"url": self.client.url, "cameras": entries}
         try:
-            await self._run(_write_private, self.cache, doc)
+            await self._run(write_json, self.cache, doc)
         except OSError as err:
             log.warning("cannot keep the web UI's camera list in %s: %s", self.cache, err)
             return
@@ -442,20 +442,3 @@ def _specs(entries: list[Any]) -> list[tuple[Any, ...]]:
         for e in entries
         if isinstance(e, dict)
     ]
-
-
-def _write_private(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` as JSON to ``path``: 0600, atomically (a temp file in the same folder,
-    fsync, rename), never through a symlink planted at the temp name."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600, O_EXCL
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(doc, separators=(",", ":")).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
