@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
+import pty
 import pwd
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -322,3 +325,40 @@ def hook_folder() -> Iterator[Path]:
         yield give_to_nobody(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_on_tty_bytes(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """The CLI with stdout and stderr on a pseudo-terminal: (status, bytes it wrote)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pumaguard_hb_cli.main", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+        cwd="/",
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(leader, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        status = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    return status, b"".join(chunks)

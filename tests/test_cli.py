@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import shutil
 import signal
 import socket
@@ -27,6 +25,7 @@ from helpers_cli import (
     hook_folder,
     read_settings,
     run_cli,
+    run_on_tty_bytes,
     station,
     temp_accounts,
     unprivileged_python,
@@ -515,38 +514,8 @@ def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
 
 def run_on_tty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run the CLI with stdout and stderr on a pseudo-terminal; returns (status, output)."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pumaguard_hb_cli.main", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=follower,
-        close_fds=True,
-    )
-    os.close(follower)
-    chunks: list[bytes] = []
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(leader, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        status = proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(leader)
-    return status, b"".join(chunks).decode(errors="replace")
+    status, out = run_on_tty_bytes(args, env)
+    return status, out.decode(errors="replace")
 
 
 def test_colour_only_on_a_terminal_without_no_color(shared: Station) -> None:

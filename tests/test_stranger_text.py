@@ -10,10 +10,7 @@ Also issue 20 item 10: discovery's parse of one reply grows linearly with its el
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
 import subprocess
 import sys
 import textwrap
@@ -24,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from harness import REPO, Daemon, Listeners, camera, wait_for, write_settings
-from helpers_cli import clean_env, run_cli
+from helpers_cli import clean_env, run_cli, run_on_tty_bytes
 
 from pumaguard_hb.control.protocol import ProtocolError
 from pumaguard_hb.inputs import discovery
@@ -184,43 +181,6 @@ def journald_daemon(tmp_path: Path) -> tuple[Daemon, dict[str, str]]:
     return d, {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
 
 
-def run_on_tty(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
-    """The CLI with stdout and stderr on a pseudo-terminal: (status, bytes it wrote)."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pumaguard_hb_cli.main", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=follower,
-        close_fds=True,
-        cwd="/",
-    )
-    os.close(follower)
-    chunks: list[bytes] = []
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(leader, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        status = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(leader)
-    return status, b"".join(chunks)
-
-
 def assert_printable_output(out: bytes, terminal: bool) -> None:
     """No byte a terminal would obey but rich's own colours on a terminal; no bell."""
     shown = SGR.sub(b"", out) if terminal else out
@@ -319,7 +279,7 @@ def test_hostile_addresses_and_names_never_reach_the_journal_or_the_terminal(
             )
             assert done.returncode in (0, 1), done.stderr  # 1: status sees cameras not up
             assert_printable_output(done.stdout, terminal=False)
-            status_code, out = run_on_tty(command, {**cli_env, "TERM": "xterm-256color"})
+            status_code, out = run_on_tty_bytes(command, {**cli_env, "TERM": "xterm-256color"})
             assert status_code in (0, 1), out
             assert_printable_output(out, terminal=True)
         assert d.proc is not None and d.proc.poll() is None
@@ -379,7 +339,7 @@ def test_history_written_before_the_fix_prints_safely(tmp_path: Path, listeners:
         rows = [x for x in done.stdout.decode().splitlines() if "Microseven" in x]
         assert len(rows) == 2, done.stdout.decode()  # the hostile change is one row, not three
         assert "Microseven\ufffd]2;pwned\ufffd" in done.stdout.decode()  # shown, as U+FFFD
-        status_code, out = run_on_tty(["history"], {**env, "TERM": "xterm-256color"})
+        status_code, out = run_on_tty_bytes(["history"], {**env, "TERM": "xterm-256color"})
         assert status_code == 0, out
         assert_printable_output(out, terminal=True)
     finally:
