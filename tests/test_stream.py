@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 from harness import wait_for
 from rtsp_faults import FaultProxy
-from rtsp_server import PASSWORD, USER, RtspServer, gst_available
+from rtsp_fixture import rtsp as rtsp  # the fixture, shared by the stream tests
+from rtsp_server import PASSWORD, USER, RtspServer
 
 from pumaguard_hb.probes import stream
 from pumaguard_hb.probes.stream import (
@@ -193,20 +192,6 @@ def test_refused_and_bad_urls() -> None:
 # ---------------------------------------------------------------- against the real server
 
 
-@pytest.fixture(scope="module")
-def rtsp() -> Iterator[RtspServer]:
-    why = gst_available()
-    if why:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"GStreamer RTSP server unavailable under CI: {why}")
-        pytest.skip(
-            f"GStreamer RTSP server unavailable (python3-gi, gir1.2-gst-rtsp-server-1.0): {why}"
-        )
-    server = RtspServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def _no_sessions(rtsp: RtspServer) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import threading
 import urllib.error
@@ -23,25 +22,12 @@ import yaml
 from harness import Daemon, camera, free_port, wait_for, write_settings
 from helpers_cli import clean_env, run_cli
 from rtsp_faults import FaultProxy
-from rtsp_server import PASSWORD, USER, RtspServer, gst_available
+from rtsp_fixture import rtsp as rtsp  # the fixture, shared by the stream tests
+from rtsp_server import PASSWORD, USER, RtspServer
 
 BOUND = 90.0  # seconds: generous, a loaded machine with GStreamer on it
 
 
-@pytest.fixture(scope="module")
-def rtsp() -> Iterator[RtspServer]:
-    why = gst_available()
-    if why:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"GStreamer RTSP server unavailable under CI: {why}")
-        pytest.skip(
-            f"GStreamer RTSP server unavailable (python3-gi, gir1.2-gst-rtsp-server-1.0): {why}"
-        )
-    server = RtspServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class ProxyThread:
