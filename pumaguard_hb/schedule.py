@@ -40,6 +40,7 @@ from pumaguard_hb.model.errors import Disabled, HeartbeatError
 from pumaguard_hb.model.probing import ProbeResult, Target
 from pumaguard_hb.model.settings import Settings
 from pumaguard_hb.probes.icmp import IcmpMode
+from pumaguard_hb.probes.stream import StreamLimiter
 from pumaguard_hb.probes.sweep import run_sweep
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,21 @@ class Schedule:
         self.hooks = hooks
         self.last_sweep: dict[str, Any] | None = None
         self.sweeps = 0
+        self._streams: StreamLimiter | None = None  # stream checks at once, every sweep
         self.polls = 0  # times the camera list was polled (before())
         self._checked: dict[str, float] = {}  # camera id -> when its last check counts from
         self._polled = -math.inf  # ... and the camera list's last poll
         self._current: _Sweep | None = None
         self._next: _Sweep | None = None
         self._wake = asyncio.Event()
+
+    def _stream_limiter(self, limit: int) -> StreamLimiter:
+        """The daemon's one limit on stream checks at once, shared by every sweep (and by a
+        check_now that joins one); a new one when the setting changes (checks admitted under
+        the old one finish under it)."""
+        if self._streams is None or self._streams.limit != limit:
+            self._streams = StreamLimiter(limit)
+        return self._streams
 
     @property
     def sweeping(self) -> bool:
@@ -233,8 +243,8 @@ class Schedule:
                 results[cid] = result
                 hooks.record(by_id[cid], result)
 
-            stream_limit = hooks.settings().stream_concurrency
-            await run_sweep(targets, hooks.icmp_mode(), on_result, stream_limit=stream_limit)
+            limiter = self._stream_limiter(hooks.settings().stream_concurrency)
+            await run_sweep(targets, hooks.icmp_mode(), on_result, stream_limiter=limiter)
         except Exception as err:  # a bug in a sweep must not stop monitoring
             log.exception("sweep failed")
             if not sweep.done.done():

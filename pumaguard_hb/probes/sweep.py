@@ -4,7 +4,7 @@ TCP-based checks (tcp, http, https, rtsp) run as concurrent connections (at most
 ``limit`` at a time); ICMP checks of the whole sweep go through one socket per
 address family in a worker thread. ``both`` sends ICMP first and checks by TCP
 only the cameras ICMP did not reach. ``stream`` checks (docs/stream.md) run outside that
-limit, under their own: at most ``stream_limit`` at once (camera_heartbeat_stream_concurrency).
+limit, under their own limiter (camera_heartbeat_stream_concurrency; the schedule keeps one).
 """
 
 from __future__ import annotations
@@ -21,20 +21,6 @@ from pumaguard_hb.probes.stream import DEFAULT_CONCURRENCY, StreamLimiter
 from pumaguard_hb.probes.tcp import probe_tcp
 
 OnResult = Callable[[str, ProbeResult], None]
-_limiters: dict[asyncio.AbstractEventLoop, StreamLimiter] = {}
-
-
-def stream_limiter(limit: int) -> StreamLimiter:
-    """The limiter of this event loop's stream checks, shared by every sweep (and a sweep
-    that a check_now joins); a new one when the limit changes (checks under the old one
-    finish under it)."""
-    loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None or limiter.limit != limit:
-        for old in [other for other in _limiters if other.is_closed()]:
-            del _limiters[old]
-        limiter = _limiters[loop] = StreamLimiter(limit)
-    return limiter
 
 
 async def probe_stream(target: Target, limiter: StreamLimiter) -> ProbeResult:
@@ -57,7 +43,7 @@ async def run_sweep(
     icmp_mode: IcmpMode,
     on_result: OnResult,
     limit: int = 1024,
-    stream_limit: int = DEFAULT_CONCURRENCY,
+    stream_limiter: StreamLimiter | None = None,
 ) -> None:
     """Check every target; report each result through ``on_result`` as soon as it is known.
 
@@ -72,10 +58,9 @@ async def run_sweep(
     ]
     by_stream = [t for t in targets if t.method == "stream"]
     gate = asyncio.Semaphore(limit)
-    limiter = stream_limiter(stream_limit) if by_stream else None
+    limiter = stream_limiter or StreamLimiter(DEFAULT_CONCURRENCY)
 
     async def stream(target: Target) -> None:
-        assert limiter is not None
         on_result(target.id, await probe_stream(target, limiter))
 
     async def tcp(target: Target) -> None:
