@@ -1,6 +1,7 @@
 """pytest fixtures shared by every test; the code lives in tests/harness.py.
 
-Before anything else, two things a fresh machine does not give the tests:
+Before anything else, three things a fresh machine (or a CI runner) does not give the tests;
+the third, a SIGINT that is heard, is explained at :func:`_hear_ctrl_c`:
 
 - Open files: Debian's default soft limit is 1024; a sweep of a thousand cameras (and the
   daemons and listeners the tests start, which inherit the limit) needs more. The soft
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +37,19 @@ def _raise_nofile() -> None:
 
 
 _raise_nofile()
+
+
+def _hear_ctrl_c() -> None:
+    """A run started in the background by a shell without job control (``.ci/run &``, a
+    CI runner) inherits SIGINT *ignored*, and so does every program a test starts: Python
+    keeps an ignored SIGINT ignored, so a test's Ctrl-C (SIGINT to the CLI) was never heard
+    and the CLI waited until the test's timeout. The tests' processes hear it again (an
+    ignored disposition is inherited over exec; a handler is reset to the default there)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_hear_ctrl_c()
 
 _REPO = Path(__file__).resolve().parent.parent
 _MOUNTS = Path("/var/tmp/pumaguard-hb-tests")
