@@ -434,19 +434,31 @@ def _remove_cgroup_tree(top: Path, timeout: float = 10) -> None:
     """Remove a cgroup folder and its children, deepest first."""
     deadline = time.monotonic() + timeout
     while top.exists():
-        dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for d in [*dirs, top]:
+        dirs = _cgroup_dirs(top)
+        for d in sorted(dirs, key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 d.rmdir()
         if not top.exists() or time.monotonic() > deadline:
             break
         # Processes may still be leaving; kill stragglers and retry.
-        for procs in top.rglob("cgroup.procs"):
+        for d in _cgroup_dirs(top):
             with contextlib.suppress(OSError):
-                for pid in procs.read_text().split():
+                for pid in (d / "cgroup.procs").read_text().split():
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(pid), signal.SIGKILL)
         time.sleep(0.2)
+
+
+def _cgroup_dirs(top: Path) -> list[Path]:
+    """TOP and the folders below it; any may vanish meanwhile.
+
+    Another test process (each xdist worker cleans up at start) may be removing
+    the same tree, so a folder gone between listing and reading is not an error.
+    """
+    found: list[Path] = []
+    for root, _dirs, _files in os.walk(top, onerror=lambda _e: None):
+        found.append(Path(root))
+    return found
 
 
 # --------------------------------------------------------------------------
