@@ -25,14 +25,15 @@ from pumaguard_hb.model.checks import (
     check_text,
     redact_rtsp_url,
 )
+from pumaguard_hb.model.checks import normalize_mac as normalize_mac  # where it was before
 from pumaguard_hb.model.errors import InvalidValue
+from pumaguard_hb.model.power import check_plug
 from pumaguard_hb.model.text import printable
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
 STATUSES = (CONNECTED, DISCONNECTED)
 
-_MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 MAX_HOSTNAME = 253
 ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # an IPv6 zone: a Linux interface name (IFNAMSIZ-1)
 
@@ -50,14 +51,6 @@ def iso_seconds(value: Any) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def normalize_mac(value: Any) -> str:
-    """``AA-BB-CC-DD-EE-FF`` → ``aa:bb:cc:dd:ee:ff``; InvalidValue for anything else."""
-    if not isinstance(value, str) or not _MAC.match(value.strip().lower()):
-        raise InvalidValue("mac_address", value, "must look like aa:bb:cc:dd:ee:ff")
-    hexdigits = re.sub(r"[^0-9a-f]", "", value.strip().lower())
-    return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
 
 
 def normalize_ip(value: Any) -> str:
@@ -316,9 +309,14 @@ OVERRIDES = {
     "heartbeat_url": ("url", check_rtsp_url),  # the stream method's URL (docs/stream.md)
     "heartbeat_username": ("username", check_text),
     "heartbeat_password": ("password", check_password),
+    "heartbeat_plug": ("plug", check_plug),  # docs/power-cycle.md
+    "heartbeat_plug_password": ("plug_password", check_password),
 }
 #: overrides that are (or may hold) a secret: never shown as they are
-SECRET_OVERRIDES = ("heartbeat_url", "heartbeat_password")
+SECRET_OVERRIDES = ("heartbeat_url", "heartbeat_password", "heartbeat_plug_password")
+
+
+PLUG_PASSWORD = ("plug_password", "heartbeat_plug_password")
 
 
 def redact_overrides(found: dict[str, Any]) -> dict[str, Any]:
@@ -326,7 +324,7 @@ def redact_overrides(found: dict[str, Any]) -> dict[str, Any]:
     password as ``***``, a stream URL without its credentials (docs/security.md)."""
     out = dict(found)
     for name, value in found.items():
-        if name in ("password", "heartbeat_password") and value:
+        if name in ("password", "heartbeat_password", *PLUG_PASSWORD) and value:
             out[name] = REDACTED
         elif name in ("url", "heartbeat_url") and isinstance(value, str):
             out[name] = redact_rtsp_url(value)

@@ -14,6 +14,15 @@ METHODS = ("icmp", "tcp", "both", "http", "https", "rtsp", "stream")
 MAX_CAMERAS = 4096
 #: the shortest interval between two checks of a camera, global and per camera (seconds)
 MIN_INTERVAL = 1
+_MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+
+
+def normalize_mac(value: Any) -> str:
+    """``AA-BB-CC-DD-EE-FF`` → ``aa:bb:cc:dd:ee:ff``; InvalidValue for anything else."""
+    if not isinstance(value, str) or not _MAC.match(value.strip().lower()):
+        raise InvalidValue("mac_address", value, "must look like aa:bb:cc:dd:ee:ff")
+    hexdigits = re.sub(r"[^0-9a-f]", "", value.strip().lower())
+    return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
 
 
 def check_bool(key: str, value: Any) -> bool:

@@ -36,6 +36,7 @@ from pumaguard_hb.model.checks import (
     check_webui_url,
 )
 from pumaguard_hb.model.errors import InvalidValue
+from pumaguard_hb.model.power import check_off_time, check_per_day
 
 #: per-camera overrides by MAC (camera_heartbeat_cameras): at most this many cameras
 MAX_CAMERA_OVERRIDES = 1024
@@ -369,6 +370,47 @@ KEYS: tuple[Key, ...] = (
         "Apprise URLs (push, SMS, chat services) that get alerts; needs Apprise installed",
         privileged=True,
         secret=True,
+    ),
+    # -- power-cycling a hung camera through its smart plug (docs/power-cycle.md) --
+    Key(
+        "camera_heartbeat_power_cycle",
+        "power_cycle",
+        False,
+        check_bool,
+        "power-cycle a hung camera through its heartbeat_plug (a Shelly Gen2+ plug)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_power_cycle_after",
+        "power_cycle_after",
+        300,
+        check_seconds,
+        "seconds a camera is disconnected before its power is cycled",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_power_cycle_max_per_day",
+        "power_cycle_max_per_day",
+        3,
+        check_per_day,
+        "power cycles of one camera in any 24 h, at most (then one 'needs a visit' alert)",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_power_cycle_off_time",
+        "power_cycle_off_time",
+        10,
+        check_off_time,
+        "seconds the power stays off: the plug's own toggle_after timer switches it on again",
+        privileged=True,
+    ),
+    Key(
+        "camera_heartbeat_power_cycle_boot_time",
+        "power_cycle_boot_time",
+        120,
+        check_seconds,
+        "seconds a camera is given to boot after its power is back",
+        privileged=True,
     ),
     Key(
         "camera_heartbeat_cameras",

@@ -69,6 +69,11 @@ class Settings:
     discovery_add: bool = False
     discovery_interface: str = ""
     station: str = ""
+    power_cycle: bool = False
+    power_cycle_after: float = 300
+    power_cycle_max_per_day: int = 3
+    power_cycle_off_time: float = 10
+    power_cycle_boot_time: float = 120
     camera_overrides: CameraOverrides = ()
 
     def overrides_for(self, mac: str) -> dict[str, Any]:
@@ -167,6 +172,8 @@ PRIVILEGED_OVERRIDES = (
     "heartbeat_url",
     "heartbeat_username",
     "heartbeat_password",
+    "heartbeat_plug",
+    "heartbeat_plug_password",
 )
 
 
