@@ -34,10 +34,21 @@ MAY_IMPORT = {
     "stores": {"model", "leaf"},
     "probes": {"model", "leaf"},
     "outputs": {"model", "leaf", "stores", "probes"},
+    "devices": {"model", "leaf", "stores", "probes"},  # smart plugs the daemon switches
     "inputs": {"model", "leaf", "stores", "probes", "control"},
-    "control": {"model", "leaf", "stores", "probes", "outputs", "top"},
-    "top": {"model", "leaf", "stores", "probes", "outputs", "inputs"},
-    "entry": {"model", "leaf", "stores", "probes", "outputs", "inputs", "control", "top"},
+    "control": {"model", "leaf", "stores", "probes", "outputs", "devices", "top"},
+    "top": {"model", "leaf", "stores", "probes", "outputs", "devices", "inputs"},
+    "entry": {
+        "model",
+        "leaf",
+        "stores",
+        "probes",
+        "outputs",
+        "devices",
+        "inputs",
+        "control",
+        "top",
+    },
     "cli": {"cli", "model", "leaf", "control", "inputs"},
 }
 LEAVES = {"logs", "paths", "notify"}
@@ -102,6 +113,8 @@ def test_the_graph_is_read() -> None:
     assert "pumaguard_hb.monitor" in GRAPH["pumaguard_hb.daemon"]
     assert "pumaguard_hb_cli.commands_status" in GRAPH["pumaguard_hb_cli.main"]
     assert {part(n) for n in GRAPH} >= {"model", "stores", "probes", "outputs", "inputs", "top"}
+    assert part("pumaguard_hb.devices.shelly") == "devices"
+    assert part("pumaguard_hb.devices") == "devices"
 
 
 @pytest.mark.parametrize("name", sorted(GRAPH))
@@ -117,7 +130,7 @@ def test_each_part_imports_only_what_its_rule_allows(name: str) -> None:
 
 def test_nothing_below_the_top_imports_the_monitor_or_the_daemon() -> None:
     hubs = {"pumaguard_hb.monitor", "pumaguard_hb.daemon"}
-    below = ("model", "stores", "probes", "outputs", "inputs")
+    below = ("model", "stores", "probes", "outputs", "devices", "inputs")
     wrong = [n for n in GRAPH if part(n) in below and GRAPH[n] & hubs]
     assert not wrong
 

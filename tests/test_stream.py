@@ -20,6 +20,7 @@ from rtsp_faults import FaultProxy
 from rtsp_fixture import rtsp as rtsp  # the fixture, shared by the stream tests
 from rtsp_server import PASSWORD, USER, RtspServer
 
+from pumaguard_hb.model.digest import Auth, digest_response, parse_challenges
 from pumaguard_hb.probes import stream
 from pumaguard_hb.probes.stream import (
     MAX_BYTES,
@@ -27,10 +28,8 @@ from pumaguard_hb.probes.stream import (
     check_stream,
     check_stream_limited,
     control_url,
-    digest_response,
     first_video_control,
     interleaved_channel,
-    parse_challenges,
     redact_url,
 )
 
@@ -98,12 +97,12 @@ def test_challenges_strongest_first() -> None:
     )
     assert [s for s, _ in found] == ["basic", "digest", "digest"]
     assert found[1][1]["nonce"] == "a,b"
-    auth = stream._Auth("u", "p")
+    auth = Auth("u", "p")
     assert auth.choose(found) and auth.scheme == "digest"
     header = auth.header("DESCRIBE", "rtsp://h/")
     assert header is not None and "algorithm=SHA-256" in header and 'nonce="z"' in header
     assert "p" not in repr(auth).replace("scheme", "")
-    assert not stream._Auth("u", "p").choose(parse_challenges(['Bearer realm="x"']))
+    assert not Auth("u", "p").choose(parse_challenges(['Bearer realm="x"']))
 
 
 def test_sdp_and_urls() -> None:
