@@ -139,6 +139,27 @@ def test_remove_camera(webui: WebUIServer) -> None:
     assert file_cameras(webui.settings) == {}
 
 
+def test_plug_list(webui: WebUIServer) -> None:
+    """Its smart plugs (``GET /api/dhcp/plugs``): none at first, then one added by its API
+    with the fields the power cycle reads. Its plug heartbeat is off (webui_settings), so
+    the made-up address is never contacted."""
+    client = WebUI(webui.url)
+    assert client.plugs() == []
+    plug = {
+        "hostname": "shellyplugsg3-a1b2c3",
+        "ip_address": "127.0.0.9",
+        "mac_address": "aa:bb:cc:dd:ee:50",
+        "mode": "on",
+    }
+    code, _ = webui.request("POST", "/api/dhcp/plugs", plug)
+    assert code == 201
+    (got,) = client.plugs()
+    assert {k: got[k] for k in plug} == plug
+    assert got["status"] == "connected"
+    assert seconds_ago(got["last_seen"]) < 300
+    assert [c["mac_address"] for c in client.cameras()] == [CAM1[2]]  # not a camera
+
+
 def test_event_add_sets_connected_and_last_seen(webui: WebUIServer) -> None:
     client = WebUI(webui.url)
     stamp = "2026-01-02T03:04:05Z"
@@ -507,6 +528,18 @@ def test_json_of_the_wrong_shape() -> None:
         pytest.raises(WebUIError, match="unexpected answer to GET /api/status"),
     ):
         WebUI(url).status()
+
+
+def test_plug_list_keeps_only_objects_and_checks_its_shape() -> None:
+    body = json.dumps({"plugs": [{"mac_address": "aa:bb:cc:dd:ee:50"}, "junk", 7], "count": 3})
+    with http_server(reply(200, body.encode())) as url:
+        assert WebUI(url).plugs() == [{"mac_address": "aa:bb:cc:dd:ee:50"}]
+    for bad in (b'{"plugs": "none"}', b"[]", b'{"count": 0}'):
+        with (
+            http_server(reply(200, bad)) as url,
+            pytest.raises(WebUIError, match="unexpected answer to GET /api/dhcp/plugs"),
+        ):
+            WebUI(url).plugs()
 
 
 def test_camera_list_keeps_only_objects() -> None:

@@ -239,6 +239,15 @@ class WebUI:
             self._spelling = spelling
         return cams
 
+    def plugs(self) -> list[dict[str, Any]]:
+        """``GET /api/dhcp/plugs``: the web UI's smart plugs (objects only), as returned:
+        ``hostname``, ``ip_address``, ``mac_address``, ``last_seen``, ``status``, ``mode``."""
+        _, body = self._call("GET", "/api/dhcp/plugs", limit=MAX_LIST_RESPONSE)
+        records = body.get("plugs") if isinstance(body, dict) else None
+        if not isinstance(records, list):
+            raise self._unexpected("GET", "/api/dhcp/plugs", "no plug list")
+        return [p for p in records if isinstance(p, dict)]
+
     def add_camera(self, hostname: str, ip: str, mac: str, status: str | None = None) -> None:
         """``POST /api/dhcp/cameras``. The web UI sets ``last_seen`` to now and ``status`` to
         ``status`` (its default: connected). A MAC it has already is overwritten, not refused
