@@ -96,6 +96,8 @@ def _host_port(url: object) -> tuple[str, int | None, str]:
             raise _refuse(url, "the port must be 1-65535")
         port = int(port_text)
     if host.startswith("["):
+        if "%" in host:
+            raise _refuse(url, "no IPv6 zone")
         try:
             host = ipaddress.IPv6Address(host[1:-1]).compressed
         except ValueError:
