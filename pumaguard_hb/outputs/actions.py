@@ -1,7 +1,8 @@
 """Actions on a camera's change of state: webhook POSTs and a command (docs/actions.md).
 
-The monitor calls :meth:`Actions.notify` on the event loop for every change. It only
-appends the event to bounded in-memory queues, so probes and the loop never wait for a
+The monitor calls :meth:`Actions.notify` on the event loop for every change, power cycling
+:meth:`Actions.power` for every power event. Each only appends the event's body
+(:mod:`.bodies`) to bounded in-memory queues, so probes and the loop never wait for a
 receiver. Each webhook URL has its own queue and worker (events reach one URL in order;
 a dead URL delays nobody else); the command has one queue and runs up to
 :data:`COMMAND_CONCURRENCY` processes at once.
@@ -24,98 +25,43 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from pumaguard_hb import __version__
-from pumaguard_hb.model.camera import CONNECTED
-from pumaguard_hb.model.events import StateChange
+from pumaguard_hb.model.events import PowerEvent, StateChange
 from pumaguard_hb.model.settings import Settings
+from pumaguard_hb.model.text import printable
+from pumaguard_hb.outputs.bodies import (
+    BODY_VERSION,
+    command_env,
+    event_body,
+    event_env,
+    event_name,
+    iso_utc,
+    power_body,
+)
 from pumaguard_hb.outputs.webhook import HTTP_TIMEOUT, HttpError, describe, post_json, redact
+
+# the bodies and the environment live in bodies.py; these names stay importable from here
+__all__ = [
+    "BODY_VERSION",
+    "Actions",
+    "command_env",
+    "drop_capabilities",
+    "event_body",
+    "event_env",
+    "event_name",
+    "iso_utc",
+]
 
 log = logging.getLogger(__name__)
 
-BODY_VERSION = 1
 QUEUE_SIZE = 1000  # events waiting per webhook URL, and for the command
 RETRY_DELAYS = (1.0, 2.0)  # pauses between attempts: 3 attempts in all
 COMMAND_TIMEOUT = 30.0  # seconds before a command is killed
 COMMAND_CONCURRENCY = 4
 OUTPUT_KEPT = 4096  # bytes of a command's output kept for the log
 SHUTDOWN_GRACE = 0.3  # seconds given to pending actions when the daemon stops
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-KEPT_ENV = ("PATH", "LANG", "LC_ALL")  # all the command gets of the daemon's environment
-
-
-def iso_utc(ts: float) -> str:
-    """Unix seconds as ISO 8601 UTC with a Z, whole seconds (as ``last_seen``)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def event_name(change: StateChange) -> str:
-    return "camera_up" if change.new == CONNECTED else "camera_down"
-
-
-def event_body(change: StateChange, host: str | None = None) -> dict[str, Any]:
-    """The versioned JSON body of a webhook (and ``$PUMAGUARD_HB_JSON``)."""
-    name = change.hostname or change.camera_id
-    where = f" ({change.ip_address})" if change.ip_address else ""
-    verb = "up" if change.new == CONNECTED else "down"
-    return {
-        "version": BODY_VERSION,
-        "event": event_name(change),
-        "event_id": uuid.uuid4().hex,
-        "camera": {
-            "id": change.camera_id,
-            "hostname": change.hostname,
-            "ip_address": change.ip_address,
-            "mac_address": change.mac_address,
-        },
-        "status": change.new,
-        "previous_status": change.old,
-        "at": iso_utc(change.at),
-        "reason": change.reason,
-        "method": change.method,
-        "rtt_ms": change.rtt_ms,
-        "message": f"camera {name}{where} is {verb}: {change.reason}",
-        "station": host if host is not None else socket.gethostname(),
-        "daemon_version": __version__,
-    }
-
-
-def event_env(body: dict[str, Any]) -> dict[str, str]:
-    """The event as environment variables for the command."""
-    cam = body["camera"]
-    rtt = body["rtt_ms"]
-    return {
-        "PUMAGUARD_HB_EVENT": body["event"],
-        "PUMAGUARD_HB_EVENT_ID": body["event_id"],
-        "PUMAGUARD_HB_CAMERA_ID": cam["id"],
-        "PUMAGUARD_HB_HOSTNAME": cam["hostname"],
-        "PUMAGUARD_HB_IP": cam["ip_address"],
-        "PUMAGUARD_HB_MAC": cam["mac_address"],
-        "PUMAGUARD_HB_STATUS": body["status"],
-        "PUMAGUARD_HB_PREVIOUS_STATUS": body["previous_status"] or "",
-        "PUMAGUARD_HB_AT": body["at"],
-        "PUMAGUARD_HB_REASON": body["reason"],
-        "PUMAGUARD_HB_METHOD": body["method"],
-        "PUMAGUARD_HB_RTT_MS": "" if rtt is None else f"{rtt:g}",
-        "PUMAGUARD_HB_MESSAGE": body["message"],
-        "PUMAGUARD_HB_STATION": body["station"],
-        "PUMAGUARD_HB_JSON": json.dumps(body, separators=(",", ":")),
-    }
-
-
-def command_env(body: dict[str, Any]) -> dict[str, str]:
-    """The command's whole environment: PATH, LANG and LC_ALL (when set) and the event.
-
-    Nothing else of the daemon's environment is inherited (no NOTIFY_SOCKET, credentials
-    directory, or whatever the service manager or an admin put there)."""
-    env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.update(event_env(body))
-    return env
 
 
 # -- no capabilities for the command ---------------------------------------------------------
@@ -242,12 +188,21 @@ class Actions:
 
     def notify(self, change: StateChange) -> None:
         """Monitor listener: queue the event for every action; never blocks."""
-        if self.closed:
-            return
+        if self._wanted():
+            self._queue(event_body(change, self.station))
+
+    def power(self, event: PowerEvent) -> None:
+        """Power-cycle listener (events.PowerListener): queue the power event for every
+        action, as :meth:`notify` does a change; never blocks."""
+        if self._wanted():
+            self._queue(power_body(event, self.station))
+
+    def _wanted(self) -> bool:
         s = self.settings()
-        if not s.webhooks and not s.on_change_command and not self.webhooks:
-            return
-        body = event_body(change, self.station)
+        return not self.closed and bool(s.webhooks or s.on_change_command or self.webhooks)
+
+    def _queue(self, body: dict[str, Any]) -> None:
+        s = self.settings()
         for url in s.webhooks:
             channel = self.webhooks.get(url)
             if channel is None:
@@ -285,7 +240,7 @@ class Actions:
     async def _deliver(self, url: str, label: str, body: dict[str, Any]) -> None:
         """One event to one URL: up to len(retry_delays) + 1 attempts; one warning if all fail."""
         data = json.dumps(body, separators=(",", ":")).encode()
-        what = f"{body['event']} of {body['camera']['hostname'] or body['camera']['id']}"
+        what = _what(body)
         attempts = len(self.retry_delays) + 1
         started = time.monotonic()
         for attempt in range(1, attempts + 1):
@@ -336,7 +291,7 @@ class Actions:
 
     async def _command(self, item: dict[str, Any]) -> None:
         body: dict[str, Any] = item["body"]
-        what = f"{body['event']} of {body['camera']['hostname'] or body['camera']['id']}"
+        what = _what(body)
         try:
             argv = shlex.split(item["command"])
         except ValueError as err:
@@ -422,6 +377,11 @@ class Actions:
 def _kill_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _what(body: dict[str, Any]) -> str:
+    """``camera_down of Microseven-gate``, for the log (one printable line)."""
+    return printable(f"{body['event']} of {body['camera']['hostname'] or body['camera']['id']}")
 
 
 def _first_line(output: bytes | bytearray) -> str:

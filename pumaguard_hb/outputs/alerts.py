@@ -1,45 +1,55 @@
 """Alerts that reach a person: mail (smtplib, :mod:`.mail`) and Apprise (docs/alerts.md).
 
-The monitor calls :meth:`Alerts.notify` on the event loop for every change of state. The
-first change of a quiet period starts a window of ``camera_heartbeat_alert_delay`` seconds;
-every change within it joins the same message, so a switch losing power (ten cameras down
-at once) makes one message, not ten. Each channel (mail, Apprise) has its own bounded
-queue and worker; the blocking senders run in daemon threads with a time limit, so a dead
-mail server or a slow push service never holds up probing or the daemon's stop.
+The monitor calls :meth:`Alerts.notify` on the event loop for every change of state, power
+cycling :meth:`Alerts.power` for every power event. The first of a quiet period starts a
+window of ``camera_heartbeat_alert_delay`` seconds; every change and power event within it
+joins the same message, so a switch losing power (ten cameras down at once) makes one
+message, not ten. Each channel (mail, Apprise) has its own bounded queue and worker; the
+blocking senders run in daemon threads with a time limit (:mod:`.senders`), so a dead mail
+server or a slow push service never holds up probing or the daemon's stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import socket
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import ModuleType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from pumaguard_hb import __version__
 from pumaguard_hb.model.camera import CONNECTED
 from pumaguard_hb.model.checks import redact_secret
-from pumaguard_hb.model.events import Listener, StateChange
+from pumaguard_hb.model.events import (
+    NEEDS_VISIT,
+    POWER_CYCLED,
+    RECOVERED_AFTER_CYCLE,
+    Listener,
+    PowerEvent,
+    StateChange,
+)
 from pumaguard_hb.model.settings import Settings
 from pumaguard_hb.outputs import mail
+from pumaguard_hb.outputs.bodies import power_sentence
+from pumaguard_hb.outputs.senders import (
+    APPRISE_MISSING,
+    APPRISE_TIMEOUT,
+    apprise_loaded,
+    apprise_send,
+    in_thread,
+    load_apprise,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (2.0, 8.0)  # pauses between attempts: 3 attempts in all
 QUEUE_SIZE = 20  # messages waiting per channel (each one lists many changes)
 MAX_LISTED = 100  # cameras listed in one message; the rest are counted
-APPRISE_TIMEOUT = 60.0  # seconds for one Apprise URL
 SHUTDOWN_GRACE = 1.0  # seconds a stopping daemon gives messages in flight
-APPRISE_MISSING = "Apprise is not installed: apt install apprise (or pip install apprise)"
-
-T = TypeVar("T")
 
 
 def clean(text: str, limit: int = 120) -> str:
@@ -83,9 +93,14 @@ class Message:
 
 
 def compose(
-    entries: list[Entry], station: str, host: str, counts: tuple[int, int] | None = None
+    entries: list[Entry],
+    station: str,
+    host: str,
+    counts: tuple[int, int] | None = None,
+    power: Sequence[PowerEvent] = (),
 ) -> Message:
-    """The one message for a window's changes: subject ``[station] 3 cameras down, 1 back``."""
+    """The one message for a window's changes and power events: subject ``[station] 3
+    cameras down, 1 back``; a camera that needs a visit comes first in both."""
     latest: dict[str, Entry] = {}
     first_old: dict[str, str | None] = {}
     for e in entries:
@@ -104,11 +119,21 @@ def compose(
         parts.append(f"{len(back)} {'camera ' if not down else ''}back")
     if flapped:
         parts.append(f"{len(flapped)} down and back")
+    visits = [p for p in power if p.kind == NEEDS_VISIT]
+    steps = [p for p in power if p.kind != NEEDS_VISIT]
+    if visits:
+        parts.insert(0, f"{len(visits)} camera needs a visit" if len(visits) == 1 else
+                     f"{len(visits)} cameras need a visit")  # fmt: skip
+    for kind in (POWER_CYCLED, RECOVERED_AFTER_CYCLE):
+        if n := sum(p.kind == kind for p in steps):
+            parts.append(f"{n} {kind}")
     subject = f"[{where}] " + ", ".join(parts)
-    if len(latest) == 1:
-        (only,) = latest.values()
-        subject += ": " + clean(only.change.hostname or only.change.camera_id, 60)
+    names = {c: e.change.hostname or c for c, e in latest.items()}
+    names.update({p.camera_id: p.hostname or p.camera_id for p in power})
+    if len(names) == 1:
+        subject += ": " + clean(next(iter(names.values())), 60)
     lines = [f"Station: {where}" + (f" (host {clean(host, 60)})" if host != station else ""), ""]
+    lines += _power_group("Needs a visit", visits)
     listed = 0
     for title, group in (("Down", down), ("Back", back), ("Down and back", flapped)):
         if not group:
@@ -122,6 +147,7 @@ def compose(
         lines.append("")
     if listed < len(latest):
         lines += [f"… and {len(latest) - listed} more cameras (pumaguard-hb status)", ""]
+    lines += _power_group("Power cycles", steps)
     if counts is not None:
         lines.append(f"Now {counts[0]} of {counts[1]} cameras are connected.")
     lines.append(f"-- pumaguard-heartbeat {__version__} on {clean(host, 60)}")
@@ -147,72 +173,20 @@ def _describe(e: Entry) -> list[str]:
     ]
 
 
-# -- blocking work in daemon threads -------------------------------------------------------
-
-
-async def in_thread(fn: Callable[[], T], timeout: float) -> T:
-    """Run ``fn`` in a daemon thread; TimeoutError after ``timeout`` (the thread is left to
-    finish alone). Unlike asyncio.to_thread, a hung sender cannot hold up the interpreter's
-    exit: the default executor's threads are joined at shutdown, daemon threads are not."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if not future.done():
-            (future.set_result if ok else future.set_exception)(value)
-
-    def run() -> None:
-        try:
-            result = fn()
-        except BaseException as err:  # handed to the awaiting task
-            outcome: tuple[bool, Any] = (False, err)
-        else:
-            outcome = (True, result)
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon stopped
-            loop.call_soon_threadsafe(settle, *outcome)
-
-    threading.Thread(target=run, name="alert-sender", daemon=True).start()
-    return await asyncio.wait_for(future, timeout)
-
-
-class AlertError(mail.MailError):
-    """A channel could not deliver a message."""
-
-
-_apprise: ModuleType | None = None
-_apprise_lock = threading.Lock()
-
-
-def load_apprise() -> ModuleType | None:
-    """The apprise module, imported on first use (it is big and optional); None if absent.
-    Its own log is silenced: its lines can carry the URLs' tokens."""
-    global _apprise
-    with _apprise_lock:
-        if _apprise is None:
-            try:
-                import apprise
-            except ImportError:
-                return None
-            logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
-            _apprise = apprise
-        return _apprise
-
-
-def apprise_send(urls: tuple[str, ...], subject: str, body: str) -> None:
-    """Notify each Apprise URL (blocking); AlertError naming the URLs (redacted) that failed."""
-    apprise = load_apprise()
-    if apprise is None:
-        raise AlertError(APPRISE_MISSING, retry=False)
-    failed: list[str] = []
-    for url in urls:
-        ap = apprise.Apprise()
-        if not ap.add(url):
-            failed.append(f"{redact_secret(url)} (not a URL Apprise knows)")
-            continue
-        if not ap.notify(body=body, title=subject):
-            failed.append(redact_secret(url))
-    if failed:
-        raise AlertError("not delivered to " + ", ".join(failed), retry=len(failed) == len(urls))
+def _power_group(title: str, events: Sequence[PowerEvent]) -> list[str]:
+    """A section of power events, one line each (and when, and how many cycles today)."""
+    if not events:
+        return []
+    lines = [f"{title} ({len(events)}):"]
+    for p in events[:MAX_LISTED]:
+        who = clean(p.hostname or p.camera_id, 80)
+        who += f" ({clean(p.ip_address, 60)})" if p.ip_address else ""
+        cycles = f"{p.cycles_today} power cycle{'' if p.cycles_today == 1 else 's'} in 24 h"
+        lines += [f"- {power_sentence(p.kind, who, clean(p.reason, 200))}",
+                  f"    at {utc(p.at)}; {cycles}"]  # fmt: skip
+    if len(events) > MAX_LISTED:
+        lines.append(f"… and {len(events) - MAX_LISTED} more")
+    return [*lines, ""]
 
 
 # -- channels ------------------------------------------------------------------------------
@@ -265,6 +239,7 @@ class Alerts:
         self.retry_delays = retry_delays
         self.host = socket.gethostname()
         self.batch: list[Entry] = []
+        self.powered: list[PowerEvent] = []  # power events waiting with the batch
         self.timer: asyncio.TimerHandle | None = None
         self.channels = {
             "mail": Channel("mail", QUEUE_SIZE),
@@ -298,6 +273,19 @@ class Alerts:
         self.check_apprise()
         prev_for = None if previous is None else max(0.0, change.at - previous)
         self.batch.append(Entry(change, prev_for))
+        self._open_window(s)
+
+    def power(self, event: PowerEvent) -> None:
+        """Power-cycle listener (events.PowerListener): the event joins the window's message
+        as a change does; never left out (a "needs a visit" is always sent); never blocks."""
+        s = self.settings()
+        if self.closed or not self.enabled(s):
+            return
+        self.check_apprise()
+        self.powered.append(event)
+        self._open_window(s)
+
+    def _open_window(self, s: Settings) -> None:
         if self.timer is None:
             loop = asyncio.get_running_loop()
             self.timer = loop.call_later(float(s.alert_delay), self.flush)
@@ -312,10 +300,11 @@ class Alerts:
             self.timer.cancel()
             self.timer = None
         entries, self.batch = self.batch, []
-        if not entries:
+        powered, self.powered = self.powered, []
+        if not entries and not powered:
             return
         counts = self.counts() if self.counts else None
-        self.queue(compose(entries, self.station, self.host, counts))
+        self.queue(compose(entries, self.station, self.host, counts, powered))
 
     def queue(self, message: Message) -> None:
         s = self.settings()
@@ -339,7 +328,7 @@ class Alerts:
 
     def check_apprise(self) -> None:
         """With Apprise URLs set, find out (once, in a thread) whether Apprise is there."""
-        if self.settings().apprise_urls and _apprise is None and self._checking is None:
+        if self.settings().apprise_urls and not apprise_loaded() and self._checking is None:
             self._checking = asyncio.get_running_loop().create_task(self._check_apprise())
 
     async def _check_apprise(self) -> None:
@@ -464,7 +453,7 @@ class Alerts:
         return {
             "channels": self.enabled(s),
             "delay_s": s.alert_delay,
-            "waiting_changes": len(self.batch),
+            "waiting_changes": len(self.batch) + len(self.powered),
             "messages": self.messages,
             "mail": {"server": cfg.where if cfg else None, "to": list(cfg.to) if cfg else []}
             | self.channels["mail"].info(),
@@ -478,7 +467,7 @@ class Alerts:
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Send what waits for its window now, give deliveries ``grace`` seconds, then drop
         what is left (one log line)."""
-        if self.batch:
+        if self.batch or self.powered:
             self.flush()
         self.closed = True
         deadline = time.monotonic() + grace
