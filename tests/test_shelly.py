@@ -308,6 +308,23 @@ HOSTILE: list[tuple[str, Callable[[socket.socket], None], str]] = [
         "a login other than Digest SHA-256",
     ),
     (
+        "a challenge with a line break",
+        lambda c: c.sendall(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nWWW-Authenticate: Digest "
+            b'realm="a\nInjected: 1", nonce="n", qop="auth", algorithm=SHA-256\r\n\r\n'
+        ),
+        "a login challenge that cannot be answered",
+    ),
+    (
+        "a challenge in Latin-1",
+        answer(
+            "401 Unauthorized",
+            b"",
+            'WWW-Authenticate: Digest realm="caf\xe9", nonce="n", algorithm=SHA-256\r\n',
+        ),
+        "a login challenge that cannot be answered",
+    ),
+    (
         "Digest MD5 only",
         answer("401 Unauthorized", b"", 'WWW-Authenticate: Digest realm="x", nonce="n"\r\n'),
         "a login other than Digest SHA-256",

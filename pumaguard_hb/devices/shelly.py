@@ -286,6 +286,8 @@ async def _authenticate(
     header = auth.header("GET", target) if auth.choose(offers) else None
     if header is None:
         raise _Fail(f"asks for a login other than Digest SHA-256 (401 to {method})")
+    if not header.isascii() or not header.isprintable():
+        raise _Fail(f"sent a login challenge that cannot be answered (401 to {method})")
     stage[0] = "connect"
     again = await _exchange(host, port, plug.url, target, header, stage)
     if again.status == 401:
