@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ from pumaguard_hb.stores.webstore import CACHE as WEBUI_CACHE
 from pumaguard_hb.stores.webstore import WebUIStore
 
 if TYPE_CHECKING:
+    from pumaguard_hb.devices.power_cycle import PowerCycles
     from pumaguard_hb.notify import Notifier
     from pumaguard_hb.stores.history import History
 
@@ -96,6 +98,8 @@ class Monitor:
         self.history: History | None = None
         self.notifier: Notifier | None = None
         self.discoveries = Discoveries()  # what periodic ONVIF discovery found (discovery.py)
+        self.power: PowerCycles | None = None  # power cycling (devices/power_cycle.py)
+        self.swept: list[Callable[[], None]] = []  # told on the loop after every sweep
         self._said: set[str] = set()  # facts about the inputs already logged once
         self.schedule = Schedule(
             Hooks(
@@ -104,10 +108,15 @@ class Monitor:
                 before=self.publisher.before_sweep,
                 targets=lambda ids: self.station.targets(self.settings, ids),
                 record=self.record,
-                after=self.publisher.after_sweep,
+                after=self._after_sweep,
                 report=self.report,
             )
         )
+
+    async def _after_sweep(self, scheduled: bool) -> None:
+        await self.publisher.after_sweep(scheduled)
+        for told in self.swept:
+            told()
 
     @property
     def cameras(self) -> dict[str, Camera]:

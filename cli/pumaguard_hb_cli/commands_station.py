@@ -207,3 +207,63 @@ def reload() -> int:
     else:
         click.echo(str(result.get("message", "settings reloaded")))
     return exits.OK
+
+
+@click.command("power-cycle")
+@click.argument("camera")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before cutting the power.")
+@common_options
+def power_cycle(camera: str, yes: bool) -> int:
+    """Cut a camera's power through its smart plug now, and wait until it answers again.
+
+    The camera's heartbeat_plug is switched off with the plug's own timer, which switches
+    it on again after camera_heartbeat_power_cycle_off_time seconds (so the camera gets
+    its power back whatever happens to this station meanwhile); then the camera is checked
+    for up to camera_heartbeat_power_cycle_boot_time seconds. The safety rules hold (see
+    docs/power-cycle.md): never a connected camera, never when its plug does not answer
+    or is off, never when more than half the cameras are down, never more than
+    camera_heartbeat_power_cycle_max_per_day cycles in 24 h. Only the wait before an
+    automatic cycle is skipped. Members of the pumaguard-heartbeat group and root only.
+
+    Asks before cutting the power unless --yes is given; without a terminal to ask on,
+    --yes is required.
+
+    \b
+    Exit status: 0 it answers again, 1 it did not come back within the boot time,
+    4 not allowed, 5 no such camera, 6 refused (no plug, a safety rule; the reason is
+    printed), 3 no daemon, 7 no answer.
+
+    \b
+    Example:
+      pumaguard-hb power-cycle Microseven-Gate
+      pumaguard-hb power-cycle 00:11:22:33:44:55 --yes --json
+    """
+    import sys
+
+    from pumaguard_hb.model.text import printable
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("no terminal to ask on: add --yes to cut the power")
+        if not click.confirm(f"Cut the power of {printable(camera)} now?", err=True):
+            click.echo("not cut", err=True)
+            return exits.REJECTED
+    settings = ask("config_get").get("settings", {})
+    off = float(settings.get("camera_heartbeat_power_cycle_off_time") or 10)
+    boot = float(settings.get("camera_heartbeat_power_cycle_boot_time") or 120)
+    if not as_json():
+        click.echo(
+            f"power cycle of {printable(camera)}: power off for {off:g} s, then up to "
+            f"{boot:g} s for it to answer...",
+            err=True,
+        )
+    result = ask("power_cycle", {"camera": camera}, off + boot + 60)
+    recovered = result.get("outcome") == "recovered"
+    if as_json():
+        emit_json(result)
+    else:
+        click.echo(
+            f"{printable(str(result.get('camera', camera)))}: {result.get('outcome')} "
+            f"({result.get('cycles_today')} power cycles in 24 h)"
+        )
+    return exits.OK if recovered else exits.DISCONNECTED

@@ -65,6 +65,7 @@ for command in (
     commands_station.camera,
     commands_station.config,
     commands_station.reload,
+    commands_station.power_cycle,
     commands_ways.dhcp_event,
     commands_ways.discover,
     commands_ways.alert,

@@ -282,6 +282,15 @@ async def alert_test(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
     return {"results": await found.test()}
 
 
+async def power_cycle(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
+    """Cut the power of the camera named by "camera" through its heartbeat_plug now, under
+    the safety rules but the wait, and answer with the outcome (docs/power-cycle.md)."""
+    cam = monitor.find(_str(args, "camera") or "")
+    if monitor.power is None:
+        raise ProtocolError(CONFLICT, "this daemon runs without power cycling")
+    return await monitor.power.cycle_now(cam)
+
+
 COMMANDS: dict[str, Command] = {
     "hello": Command(hello, False, hello.__doc__ or ""),
     "ping": Command(ping, False, ping.__doc__ or ""),
@@ -297,6 +306,7 @@ COMMANDS: dict[str, Command] = {
     "dhcp_event": Command(dhcp_event, True, dhcp_event.__doc__ or ""),
     "reload": Command(reload, True, reload.__doc__ or ""),
     "alert_test": Command(alert_test, True, alert_test.__doc__ or ""),
+    "power_cycle": Command(power_cycle, True, power_cycle.__doc__ or ""),
 }
 
 
