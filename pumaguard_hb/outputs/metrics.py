@@ -17,18 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import re
-import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pumaguard_hb.model.camera import iso_seconds
-from pumaguard_hb.model.events import Listener, StateChange
+from pumaguard_hb.model.events import Listener, PowerEvent, PowerListener, StateChange
+from pumaguard_hb.model.power import INTERRUPTED, NOT_RECOVERED, PLUG_FAILED, RECOVERED
 from pumaguard_hb.model.settings import Settings
 from pumaguard_hb.model.station import Station
+from pumaguard_hb.outputs.exposition import (  # escape_label, station_label: importable here
+    Family,
+    escape_label,
+    station_label,
+)
 from pumaguard_hb.outputs.page import CONTENT_TYPE as PAGE_CONTENT_TYPE
 from pumaguard_hb.outputs.page import HEADERS as PAGE_HEADERS
 from pumaguard_hb.probes.icmp import IcmpAccess
@@ -37,77 +40,44 @@ from pumaguard_hb.stores.history import History
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-PREFIX = "pumaguard_heartbeat_"
 MAX_REQUEST = 8192  # bytes of a request head
 HEAD_TIMEOUT = 5.0  # seconds for the whole request head to arrive (a slow drip is cut)
 ANSWER_TIMEOUT = 30.0  # seconds for the answer to be built (once per sweep) and to leave
 MAX_CLIENTS = 16  # connections at once; when full the longest idle one is cut
 MAX_AGE = 60.0  # seconds a body is served without any sweep or change (monitoring off)
+OUTCOMES = (RECOVERED, NOT_RECOVERED, INTERRUPTED, PLUG_FAILED)  # of a power cycle
+__all__ = [  # escape_label and station_label live in exposition.py
+    "CONTENT_TYPE", "Freshness", "Measured", "MetricsServer", "Powered", "escape_label",
+    "render", "split_listen", "station_label",
+]  # fmt: skip
 
 
-def escape_label(value: Any) -> str:
-    """A label value as the exposition format wants it: \\\\, \\" and \\n escaped."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class Powered(Protocol):
+    """What the figures read of power cycling (devices/power_cycle.py's ``PowerCycles``)."""
+
+    @property
+    def counts(self) -> dict[tuple[str, str], int]: ...  # (camera id, outcome): since start
+    @property
+    def listeners(self) -> list[PowerListener]: ...
+    def view(self, cid: str) -> dict[str, Any] | None: ...
 
 
-def escape_help(text: str) -> str:
-    """HELP text: backslash and newline escaped."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def number(value: float) -> str:
-    """A sample value: integers without a fraction, NaN/Inf spelled as Prometheus does."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def station_label(configured: Any) -> str:
-    """The ``station`` label of every series: the setting, else the host name made
-    label-safe (letters, digits, ``.``, ``-``, ``_``; at most 63 characters)."""
-    if isinstance(configured, str) and configured:
-        return configured[:63]
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].strip("-")
-    return name or "unknown"
-
-
-class _Family:
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.name, self.kind, self.help = PREFIX + name, kind, help_text
-        self.samples: list[tuple[dict[str, Any], float]] = []
-
-    def add(self, value: float | int | bool, **labels: Any) -> None:
-        self.samples.append((labels, float(value)))
-
-    def lines(self, common: dict[str, Any] | None = None) -> Iterable[str]:
-        yield f"# HELP {self.name} {escape_help(self.help)}"
-        yield f"# TYPE {self.name} {self.kind}"
-        for own, value in self.samples:
-            labels = {**own, **(common or {})}
-            if labels:
-                inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
-                yield f"{self.name}{{{inner}}} {number(value)}"
-            else:
-                yield f"{self.name} {number(value)}"
-
-
-def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str:
+def render(
+    status: dict[str, Any], changes: dict[str, int] | None = None, power: Powered | None = None
+) -> str:
     """The exposition text for one ``status`` result.
 
     ``changes`` counts state changes per camera id since the daemon started.
     Cameras may carry ``uptime_24h``/``uptime_7d`` and ``observed_24h``/``observed_7d``
-    (percent) from the history.
+    (percent) from the history, and ``power`` (the camera's power cycles, status.py).
+    ``power`` is the daemon's power cycling (None: it runs without).
     """
     changes = changes or {}
     d = status.get("daemon") or {}
-    fam: dict[str, _Family] = {}
+    fam: dict[str, Family] = {}
 
-    def family(name: str, kind: str, help_text: str) -> _Family:
-        return fam.setdefault(name, _Family(name, kind, help_text))
+    def family(name: str, kind: str, help_text: str) -> Family:
+        return fam.setdefault(name, Family(name, kind, help_text))
 
     family("build_info", "gauge", "Version of pumaguard-heartbeat (always 1).").add(
         1, version=d.get("version", "")
@@ -210,12 +180,35 @@ def render(status: dict[str, Any], changes: dict[str, int] | None = None) -> str
             seen_pct = c.get(f"observed_{window}")
             if isinstance(seen_pct, int | float) and not isinstance(seen_pct, bool):
                 observed.add(seen_pct / 100.0, window=window, **labels)
+    _power(fam, cams, power)
     common = {"station": station_label((d.get("settings") or {}).get("camera_heartbeat_station"))}
     out: list[str] = []
     for f in fam.values():
-        if f.samples:
+        if f.samples or f.keep:
             out.extend(f.lines(common))
     return "\n".join(out) + "\n"
+
+
+def _power(fam: dict[str, Family], cams: list[dict[str, Any]], power: Powered | None) -> None:
+    """Power cycles (docs/power-cycle.md): each outcome's count since start, for every camera
+    that has a record (0 included) or a count; the cycles of the last 24 h from status."""
+    total = fam["power_cycles_total"] = Family(
+        "power_cycles_total", "counter", "Power cycles of the camera since start, by outcome.", True
+    )
+    today = fam["power_cycles_today"] = Family(
+        "power_cycles_today", "gauge", "Power cycles of the camera in the last 24 h.", True
+    )
+    views = {str(c.get("id")): c["power"] for c in cams if isinstance(c.get("power"), dict)}
+    for cid, view in views.items():
+        if isinstance(view.get("cycles_today"), int):
+            today.add(view["cycles_today"], camera=cid)
+    if power is None:
+        return
+    counts = dict(power.counts)
+    outcomes = [*OUTCOMES, *sorted({o for _, o in counts} - set(OUTCOMES))]
+    for cid in sorted({*views, *(c for c, _ in counts)}):
+        for outcome in outcomes:
+            total.add(counts.get((cid, outcome), 0), camera=cid, outcome=outcome)
 
 
 # -- HTTP listener ---------------------------------------------------------------------------
@@ -259,6 +252,8 @@ class Measured(Protocol):
     def problems(self) -> dict[str, str]: ...
     @property
     def icmp(self) -> IcmpAccess: ...
+    @property
+    def power(self) -> Powered | None: ...
 
 
 class Freshness:
@@ -272,11 +267,24 @@ class Freshness:
 
     def __init__(self, monitor: Measured) -> None:
         self.monitor = monitor
-        self.changes = 0
+        self.changes = 0  # state changes and power events heard
+        self._heard: Powered | None = None  # the power cycling listened to
         monitor.listeners.append(self._changed)
 
-    def _changed(self, change: StateChange) -> None:
+    def _changed(self, change: StateChange | PowerEvent) -> None:
         self.changes += 1
+
+    def _power(self) -> int | None:
+        """Cycles ended (a cycle that ends without an event changes the figures too); power
+        events are counted with the changes. The daemon hands power cycling to the monitor
+        after this is made: it is listened to when first seen."""
+        power = self.monitor.power
+        if power is None:
+            return None
+        if power is not self._heard:
+            power.listeners.append(self._changed)
+            self._heard = power
+        return sum(power.counts.values())
 
     def key(self) -> tuple[object, ...]:
         """The figures' version. Objects are compared by identity (see :class:`_Built`)."""
@@ -292,6 +300,7 @@ class Freshness:
             tuple(m.problems.items()),
             m.icmp.mode,
             None if hist is None else hist.available,
+            self._power(),
         )
 
     def station(self) -> str:
@@ -424,14 +433,14 @@ class MetricsServer:
     def _own_figures(self) -> str:
         """The listener's own counters, after the figures of ``source``."""
         common = {"station": self.freshness.station()} if self.freshness is not None else None
-        builds = _Family(
+        builds = Family(
             "listener_builds_total",
             "counter",
             "Bodies the listener built (one per sweep or change; requests between share it).",
         )
         builds.add(self.builds["metrics"] + 1, what="metrics")  # this one included
         builds.add(self.builds["page"], what="page")
-        cut = _Family(
+        cut = Family(
             "listener_connections_cut_total",
             "counter",
             "Connections the listener closed unanswered: idle (cut for a newcomer when "
