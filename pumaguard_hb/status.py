@@ -13,6 +13,7 @@ from pumaguard_hb.model.probing import ProbeResult
 from pumaguard_hb.model.settings import Settings
 from pumaguard_hb.model.station import Station
 from pumaguard_hb.outputs import alerts
+from pumaguard_hb.outputs.metrics import Powered
 from pumaguard_hb.probes.icmp import IcmpAccess, IcmpMode
 from pumaguard_hb.schedule import Schedule
 from pumaguard_hb.stores.cameras import CameraStore
@@ -48,6 +49,8 @@ class Monitor(Protocol):
     def held(self) -> int: ...
     @property
     def listeners(self) -> list[Listener]: ...
+    @property
+    def power(self) -> Powered | None: ...  # None: the daemon runs without power cycling
 
 
 def check_report(
@@ -128,10 +131,17 @@ def _alerts(m: Monitor) -> dict[str, Any] | None:
 
 
 def _cameras(m: Monitor) -> list[dict[str, Any]]:
-    """Each camera as the protocol shows it, with its interval and next check (intervals.md)."""
+    """Each camera as the protocol shows it, with its interval and next check (intervals.md)
+    and, where it has any, its power cycles (``power``: docs/power-cycle.md)."""
     plan = m.schedule.plan()
     unplanned = {"interval_s": None, "next_check_in_s": None}  # not probed (no usable IP)
-    return [c.to_dict() | plan.get(c.id, unplanned) for c in m.station.cameras.values()]
+    cams = [c.to_dict() | plan.get(c.id, unplanned) for c in m.station.cameras.values()]
+    if m.power is not None:
+        for cam in cams:
+            view = m.power.view(cam["id"])
+            if view is not None:
+                cam["power"] = view
+    return cams
 
 
 def effective_method(m: Monitor) -> str:

@@ -262,9 +262,55 @@ def _table_columns(cameras: list[dict[str, Any]], now: float, check: bool) -> di
     if history:
         cols["UP 24H"] = [lit(uptime_cell(c, "24h")) for c in cameras]
         cols["UP 7D"] = [lit(uptime_cell(c, "7d")) for c in cameras]
-    detail = [one_line(c.get("problem") or c.get("reason") or "") for c in cameras]
-    cols["DETAIL"] = [lit(d, "dim") for d in detail]
+    cols["DETAIL"] = [detail_cell(c) for c in cameras]
     return cols
+
+
+def power_text(power: Any) -> Text | None:
+    """A camera's power cycles (docs/power-cycle.md): ``power: 2 today, last recovered``;
+    ``needs a visit`` in bold red. None for a camera without any."""
+    if not isinstance(power, dict):
+        return None
+    n = power.get("cycles_today") if _number(power.get("cycles_today")) else 0
+    if power.get("needs_visit"):
+        return lit(f"power: needs a visit ({n} today)", "bold red")
+    text = f"power: {n} today"
+    if power.get("last_outcome"):
+        text += f", last {power['last_outcome']}"
+    if power.get("running"):
+        return lit(text + ", cycling now", "yellow")
+    return lit(text)
+
+
+def detail_cell(cam: dict[str, Any]) -> Text:
+    """The DETAIL of a camera: its power cycles, if any, then its problem or last reason."""
+    why = lit(cam.get("problem") or cam.get("reason") or "", "dim")
+    power = power_text(cam.get("power"))
+    if power is None:
+        return why
+    cell = Text()  # no style of its own: each part keeps its own (Grid applies a cell's style)
+    cell.append_text(power)
+    if why.plain:
+        cell.append("; ", style="dim")
+        cell.append_text(why)
+    return cell
+
+
+def visits_line(cameras: list[dict[str, Any]]) -> Text | None:
+    """``2 cameras need a visit: Gate, Barn`` (power cycles did not bring them back), loud."""
+    names = [
+        str(c.get("hostname") or c.get("id") or "?")
+        for c in cameras
+        if isinstance(c.get("power"), dict) and c["power"].get("needs_visit")
+    ]
+    if not names:
+        return None
+    shown = ", ".join(n[:40] for n in names[:3])
+    shown += f" and {len(names) - 3} more" if names[3:] else ""
+    one = len(names) == 1
+    head = "1 camera needs" if one else f"{len(names)} cameras need"
+    why = f"power cycles did not bring {'it' if one else 'them'} back"
+    return lit(f"{head} a visit ({why}): {shown}", "bold red")
 
 
 def one_line(value: Any) -> str:
@@ -389,7 +435,6 @@ def watch_table(
     for cam in cameras:
         seen = parse_time(cam.get("last_seen"))
         since = parse_time(cam.get("since"))
-        detail = cam.get("problem") or cam.get("reason") or ""
         rows.append(
             [
                 lit(cam.get("hostname") or cam.get("id") or "-"),
@@ -401,7 +446,7 @@ def watch_table(
                 lit(uptime_cell(cam, "24h")),
                 lit(uptime_cell(cam, "7d")),
                 strip(cam, now, cell, cells),
-                lit(detail, "dim"),
+                detail_cell(cam),
             ]
         )
     names = ("NAME", "IP", "STATUS", "LAST SEEN", "RTT", "IN STATE", "UP 24H", "UP 7D", "RECENT")
@@ -519,6 +564,9 @@ def status_view(
     if isinstance(found, dict) and found.get("interval_s"):  # periodic ONVIF discovery is on
         _line(console, "discovery", discovery_summary(found))
     cameras = result.get("cameras") or []
+    visits = visits_line(cameras)
+    if visits is not None:  # never left out with a column: docs/power-cycle.md
+        _line(console, "power", visits)
     if cameras:
         console.print()
         if watch:

@@ -178,6 +178,16 @@ def uptime_text(segs: Sequence[Segment], window: Window) -> str:
     return f"{up} up of {duration(cov.observed)} observed ({share})"
 
 
+def power_fact(power: Mapping[str, Any]) -> str:
+    """``2 power cycles today, last recovered`` (escaped: the view comes from outside)."""
+    n = power.get("cycles_today")
+    n = n if isinstance(n, int) and not isinstance(n, bool) else 0
+    text = f"{n} power cycle{'' if n == 1 else 's'} today"
+    if power.get("last_outcome"):
+        text += f", last {clean(power['last_outcome'], 40)}"
+    return text + (", cycling now" if power.get("running") else "")
+
+
 def _camera(cam: Mapping[str, Any], timelines: Sequence[Sequence[Segment]], now: float) -> str:
     state = cam.get("status") if cam.get("status") in ("connected", "disconnected") else None
     word = {"connected": "connected", "disconnected": "disconnected"}.get(
@@ -199,6 +209,9 @@ def _camera(cam: Mapping[str, Any], timelines: Sequence[Sequence[Segment]], now:
     first = cam.get("first_packet_ms")  # the stream method (docs/stream.md)
     if isinstance(first, int | float) and state == "connected":
         facts.append(f"first RTP {float(first):.0f} ms")
+    power = cam.get("power")  # its power cycles (docs/power-cycle.md), where it has any
+    if isinstance(power, Mapping):
+        facts.append(power_fact(power))
     why = cam.get("problem") or (cam.get("reason") if state == "disconnected" else None)
     lines = [
         f'<section class="camera" data-camera="{clean(cam.get("id"), 80)}" data-state="{word}">',
@@ -208,6 +221,11 @@ def _camera(cam: Mapping[str, Any], timelines: Sequence[Sequence[Segment]], now:
         f'<span class="ip">{clean(cam.get("ip_address"), 45) or "no IP"}</span></div>',
         f'<div class="facts">{" · ".join(facts)}</div>',
     ]
+    if isinstance(power, Mapping) and power.get("needs_visit"):
+        lines.append(
+            '<div class="visit">⚠ needs a visit: the power cycles allowed today did not '
+            "bring it back</div>"
+        )
     if why:
         lines.append(f'<div class="why">{clean(why)}</div>')
     for window, segs in zip(WINDOWS, timelines, strict=True):
@@ -238,6 +256,7 @@ main{padding:8px 12px;max-width:1100px;margin:0 auto}
 .ip{font-family:ui-monospace,monospace;color:#455a64}
 .facts,.why{font-size:13px;color:#546e7a;overflow-wrap:anywhere}
 .why{color:#8e2424}
+.visit{color:#b71c1c;font-weight:600;font-size:14px}
 .tl{margin-top:6px}
 .tlh{display:flex;justify-content:space-between;flex-wrap:wrap;font-size:13px}
 .tlh .up{color:#37474f}
