@@ -169,11 +169,12 @@ class MonitorSettings:
         steering = privileged_fields(key.name, value)
         if (key.privileged or steering) and not by_root:
             where = file.path if file else "the daemon's config file"
-            what = (
-                f"{key.name} ({', '.join(steering)}) points a probe somewhere"
-                if steering
-                else f"{key.name} runs a program or sends data off the machine"
-            )
+            if steering:
+                what = f"{key.name} ({', '.join(steering)}) points a probe or a plug somewhere"
+            elif key.name.startswith("camera_heartbeat_power_cycle"):
+                what = f"{key.name} switches the power of cameras (docs/power-cycle.md)"
+            else:
+                what = f"{key.name} runs a program or sends data off the machine"
             raise PermissionDenied(
                 f"permission denied: {what}; only root may change it over the socket "
                 f"(or edit {where})"

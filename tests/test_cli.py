@@ -632,7 +632,17 @@ def test_permission_denied_outside_the_group_and_allowed_inside() -> None:
                 line = one_line_error(denied)
                 assert f"{key} runs a program or sends data off the machine" in line
                 assert f"only root may change it over the socket (or edit {s.settings})" in line
+            for key, value in (  # nor switch the power of cameras (docs/power-cycle.md)
+                ("camera_heartbeat_power_cycle", "true"),
+                ("camera_heartbeat_power_cycle_max_per_day", "24"),
+            ):
+                denied = run_cli(
+                    "config", "set", key, value, env=env, prefix=member_prefix, python=python
+                )
+                assert denied.returncode == 4, denied.stderr
+                assert f"{key} switches the power of cameras" in one_line_error(denied)
             assert "on_change_command" not in s.settings.read_text()
+            assert "power_cycle" not in s.settings.read_text()
             ok = run_cli(
                 "config", "set", "camera_heartbeat_on_change_command", "/bin/true", env=env
             )

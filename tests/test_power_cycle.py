@@ -228,3 +228,24 @@ def test_power_cycle_by_hand_from_the_cli(lab: Lab, tmp_path: Path) -> None:
     assert denied.returncode == 4, denied.stderr
     assert cam.powered_off_count == 1
     d.stop()
+
+
+def test_a_file_others_may_write_cannot_cut_power(lab: Lab, tmp_path: Path) -> None:
+    """A member of the group writes the power-cycle keys and a plug into the daemon's
+    group-writable settings file: nothing is cut. The same file made 0600 and reloaded
+    cuts the power (so the test would see a cut)."""
+    cam = PoweredCamera(lab, state="hung", boot_time=1)
+    d = Daemon(tmp_path)
+    write_settings(d.settings, {**BASE, "cameras": [powered("Gate", 1, cam)]})
+    d.settings.chmod(0o664)
+    d.start(prefix=lab.command([]))
+    wait_for(lambda: "camera_heartbeat_power_cycle ignored" in d.log(), BOUND)
+    wait_for(lambda: "cameras: heartbeat_plug ignored" in d.log(), BOUND)
+    wait_for(lambda: by_name(d)["Gate"]["status"] == "disconnected", BOUND)
+    time.sleep(5)  # well past the after delay
+    assert cam.powered_off_count == 0
+    d.settings.chmod(0o600)
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: cam.powered_off_count == 1, BOUND)
+    wait_for(lambda: by_name(d)["Gate"]["status"] == "connected", BOUND)
+    d.stop()
