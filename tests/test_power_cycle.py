@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -72,9 +73,30 @@ def by_name(d: Daemon) -> dict[str, dict[str, Any]]:
     return {c["hostname"]: c for c in d.call("status")["cameras"]}
 
 
+def event_recorder(tmp_path: Path) -> tuple[str, Path]:
+    """An on-change command that appends each event's name and cycle count to a file."""
+    events = tmp_path / "events.txt"
+    script = tmp_path / "record-event"
+    script.write_text(
+        f'#!/bin/sh\necho "$PUMAGUARD_HB_EVENT $PUMAGUARD_HB_CYCLES_TODAY" >> {events}\n'
+    )
+    script.chmod(0o700)
+    return str(script), events
+
+
+def recorded(events: Path) -> list[str]:
+    return events.read_text().splitlines() if events.exists() else []
+
+
 def test_one_cycle_brings_a_hung_camera_back(lab: Lab, tmp_path: Path) -> None:
     cam = PoweredCamera(lab, state="hung", boot_time=2)
-    d = start(lab, Daemon(tmp_path), [powered("Gate", 1, cam), healthy(lab, "Barn", 2)])
+    command, events = event_recorder(tmp_path)
+    d = start(
+        lab,
+        Daemon(tmp_path),
+        [powered("Gate", 1, cam), healthy(lab, "Barn", 2)],
+        camera_heartbeat_on_change_command=command,
+    )
     wait_for(lambda: "power cycle of Gate" in d.log() and "recovered" in d.log(), BOUND)
     wait_for(lambda: by_name(d)["Gate"]["status"] == "connected", BOUND)
     assert cam.powered_off_count == 1
@@ -83,6 +105,22 @@ def test_one_cycle_brings_a_hung_camera_back(lab: Lab, tmp_path: Path) -> None:
     rec = record(d, 1)
     assert (len(rec["cycles"]), rec["last_outcome"], rec["running"]) == (1, "recovered", None)
     assert os.stat(d.tmp / "state" / "power-cycles.json").st_mode & 0o777 == 0o600
+    wait_for(lambda: "camera_recovered_after_power_cycle 1" in recorded(events), BOUND)
+    power = [e for e in recorded(events) if "power" in e]
+    assert power == ["camera_power_cycled 1", "camera_recovered_after_power_cycle 1"], power
+    view = by_name(d)["Gate"]["power"]
+    assert (view["cycles_today"], view["last_outcome"], view["needs_visit"]) == (
+        1,
+        "recovered",
+        False,
+    )
+    text = d.call("metrics")["text"]
+    assert re.search(
+        r'^pumaguard_heartbeat_power_cycles_total\{[^}]*camera="02:00:00:00:24:01"[^}]*'
+        r'outcome="recovered"[^}]*\} 1$',
+        text,
+        re.M,
+    ), text
     time.sleep(5)  # connected now: no second cycle, whatever the sweeps say
     assert cam.powered_off_count == 1
     d.stop()
@@ -143,7 +181,8 @@ def test_the_daily_maximum_holds_across_a_restart_then_one_visit(lab: Lab, tmp_p
         "camera_heartbeat_power_cycle_max_per_day": 2,
         "camera_heartbeat_power_cycle_boot_time": 3,
     }
-    d = start(lab, Daemon(tmp_path), cameras, **keys)
+    command, events = event_recorder(tmp_path)
+    d = start(lab, Daemon(tmp_path), cameras, **keys, camera_heartbeat_on_change_command=command)
     wait_for(lambda: "not recovered" in d.log(), BOUND)
     assert d.stop() == 0
     assert len(record(d, 1)["cycles"]) == 1
@@ -155,6 +194,13 @@ def test_the_daily_maximum_holds_across_a_restart_then_one_visit(lab: Lab, tmp_p
     assert (len(rec["cycles"]), rec["visit"], rec["last_outcome"]) == (2, True, "not recovered")
     visits = [line for line in d.log().splitlines() if "needs a visit" in line]
     assert len([v for v in visits if "did not bring it back (" in v]) == 1, visits
+    wait_for(lambda: "camera_needs_visit 2" in recorded(events), BOUND)
+    assert [e for e in recorded(events) if "power" in e or "visit" in e] == [
+        "camera_power_cycled 1",
+        "camera_power_cycled 2",
+        "camera_needs_visit 2",
+    ]
+    assert by_name(d)["Gate"]["power"]["needs_visit"] is True
     d.stop()
 
 

@@ -189,7 +189,7 @@ async def metrics_cmd(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any
 
 def metrics_text(monitor: Monitor) -> str:
     """The exposition text of ``monitor`` (also served by the HTTP listener)."""
-    return metrics.render(_status(monitor), monitor.changes)
+    return metrics.render(_status(monitor), monitor.changes, monitor.power)
 
 
 async def check_now(monitor: Monitor, args: dict[str, Any], peer: Peer) -> Any:
