@@ -195,6 +195,8 @@ class PowerCycles:
     def swept(self) -> None:
         """Called on the loop after each sweep: start the cycles the rules allow."""
         rules = self.rules()
+        if not rules.enabled and not any(r.visit for r in self.records.values()):
+            return  # off (the default): nothing to decide, nothing to clear
         for cam in list(self._cameras().values()):
             if self.plug_of(cam) is None:
                 continue
