@@ -67,9 +67,7 @@ UNIT = "pumaguard-heartbeat.service"
 
 
 @pytest.fixture
-def container(
-    base_rootfs: Path, request: pytest.FixtureRequest
-) -> Iterator[nspawn.Container]:
+def container(base_rootfs: Path, request: pytest.FixtureRequest) -> Iterator[nspawn.Container]:
     """A freshly booted container with its own (empty) network namespace; at the end, the
     daemon's journal is checked as the harness checks a daemon's log (docs/testing.md)."""
     with nspawn.Container(base_rootfs) as c:
