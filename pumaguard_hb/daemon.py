@@ -31,15 +31,16 @@ from pumaguard_hb.probes.icmp import IcmpMode, detect_access
 from pumaguard_hb.stores.cameras import CameraStore
 from pumaguard_hb.stores.history import History
 from pumaguard_hb.stores.settings_file import SettingsFile
+from pumaguard_hb.stores.watch import FileWatch
 from pumaguard_hb.stores.webstore import WebUIStore
 from pumaguard_hb.stores.webui import WebUI
 
 log = logging.getLogger("pumaguard_hb")
 
 EX_CONFIG = 78
-FILE_POLL = 2.0  # seconds between checks of the settings file for outside edits
-STATUS_EVERY = 5.0  # seconds between STATUS= refreshes
-HISTORY_CHECK = 60.0  # seconds between checks whether the history needs pruning
+FILE_POLL = 2.0  # seconds between checks of a settings file inotify cannot watch
+HISTORY_CHECK = 60.0  # seconds: whether the history needs pruning, asked at most this often
+IDLE_MAX = 3600.0  # seconds the housekeeping sleeps at most when nothing happens
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -205,6 +206,14 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     )
     monitor.listeners.append(alerts.notify)
     monitor.forgetters.append(alerts.forget)  # a camera gone: its state goes too
+    housekeeping, discovery = asyncio.Event(), asyncio.Event()
+
+    def happened(*_: object) -> None:  # a sweep starts or ends, a re-plan, a state change
+        housekeeping.set()
+        discovery.set()
+
+    monitor.schedule.watchers.append(happened)
+    monitor.listeners.append(happened)
     await server.start()
     stop = asyncio.Event()
 
@@ -233,16 +242,18 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
         socket_path,
     )
     notifier.ready(monitor.summary_line())
+    kept = history if history is not None and history.available else None
     tasks = [
         asyncio.create_task(monitor.schedule.run(), name="sweeps"),
-        asyncio.create_task(_housekeeping(monitor, notifier, metrics_server), name="housekeeping"),
-        asyncio.create_task(run_periodic(monitor), name="discovery"),  # docs/discovery.md
+        asyncio.create_task(
+            _housekeeping(monitor, notifier, metrics_server, housekeeping, kept),
+            name="housekeeping",
+        ),
+        asyncio.create_task(_discovery(monitor, discovery), name="discovery"),
     ]
-    if history is not None and history.available:
-        tasks.append(asyncio.create_task(_keep_history(monitor, history), name="history"))
     interval = watchdog_interval()
     if interval:
-        tasks.append(asyncio.create_task(_watchdog(notifier, interval), name="watchdog"))
+        tasks.append(asyncio.create_task(_watchdog(monitor, notifier, interval), name="watchdog"))
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     notifier.stopping()
@@ -262,37 +273,73 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     return 1 if failed else 0
 
 
-async def _housekeeping(monitor: Monitor, notifier: Notifier, metrics: MetricsServer) -> None:
-    """One wake-up every FILE_POLL seconds (a Pi's CPU sleeps in between): notice edits of
-    the settings file by others (the web UI, a person), follow the metrics listener setting,
-    and, under systemd, keep STATUS= current."""
-    status_sent = 0.0
+async def _housekeeping(
+    monitor: Monitor,
+    notifier: Notifier,
+    metrics: MetricsServer,
+    wake: asyncio.Event,
+    history: History | None,
+) -> None:
+    """Runs when something happens, never on a clock (a Pi's CPU sleeps between sweeps):
+    an edit of a settings file by others (inotify on their folders, stores/watch.py; where
+    it cannot watch, a look every FILE_POLL seconds), a sweep starting or ending, a re-plan,
+    a state change (``wake``). Each time: reload an edited file, follow the metrics listener
+    setting, keep STATUS= current under systemd, prune the history when it is due."""
+    files = [monitor.shared.path] + ([monitor.own.path] if monitor.own else [])
+    watch = FileWatch(files, wake.set)
+    watch.start()
+    history_checked = time.monotonic()  # the first look a minute after the start, as ever
     try:
         while True:
-            if monitor.file_changed():
+            wake.clear()
+            watch.rewatch()  # a folder back, a symlink pointing elsewhere
+            async with monitor.publisher.lock:  # a write of ours is adopted before comparing
+                changed = monitor.file_changed()
+            if changed:
                 await monitor.reload("file changed", notify=False)
                 await monitor.flush()  # changes held back while the file was broken
             await metrics.apply(monitor.settings.metrics_listen)
-            if notifier.enabled and time.monotonic() - status_sent >= STATUS_EVERY:
-                notifier.status(monitor.summary_line())
-                status_sent = time.monotonic()
-            await asyncio.sleep(FILE_POLL)
+            if notifier.enabled:
+                notifier.status(monitor.summary_line())  # sent only when the text changed
+            if history is not None and time.monotonic() - history_checked >= HISTORY_CHECK:
+                history_checked = time.monotonic()
+                history.days = monitor.settings.history_days
+                if history.needs_prune():
+                    await asyncio.to_thread(history.prune_quietly)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), FILE_POLL if watch.polling else IDLE_MAX)
     finally:
+        watch.close()
         await metrics.close()
 
 
-async def _keep_history(monitor: Monitor, history: History) -> None:
-    """Prune the history (in a thread) once a day, or when it is over its size cap."""
+async def _discovery(monitor: Monitor, wake: asyncio.Event) -> None:
+    """Periodic ONVIF discovery (docs/discovery.md) while camera_heartbeat_discovery_interval
+    is set; while it is 0 (the default) nothing runs and nothing wakes up. Started and
+    stopped as the settings change (``wake``)."""
     while True:
-        await asyncio.sleep(HISTORY_CHECK)
-        history.days = monitor.settings.history_days
-        if history.needs_prune():
-            await asyncio.to_thread(history.prune_quietly)
+        wake.clear()
+        if not monitor.settings.discovery_interval:
+            monitor.discoveries.devices.clear()
+            await wake.wait()
+            continue
+        runner = asyncio.create_task(run_periodic(monitor))
+        try:
+            while monitor.settings.discovery_interval and not runner.done():
+                wake.clear()
+                woken = asyncio.create_task(wake.wait())
+                await asyncio.wait([runner, woken], return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+            if runner.done():
+                runner.result()  # its failure is this task's: the daemon says so and stops
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
 
 
-async def _watchdog(notifier: Notifier, interval: float) -> None:
+async def _watchdog(monitor: Monitor, notifier: Notifier, interval: float) -> None:
     while True:
-        notifier.watchdog()
+        notifier.watchdog(monitor.summary_line())  # STATUS= too, in the same datagram
         await asyncio.sleep(interval)
 
 

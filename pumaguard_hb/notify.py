@@ -46,9 +46,14 @@ class Notifier:
             self._status = status
             self.send(f"STATUS={status}")
 
-    def watchdog(self) -> None:
-        """Tell the watchdog the event loop is alive."""
-        self.send("WATCHDOG=1")
+    def watchdog(self, status: str | None = None) -> None:
+        """Tell the watchdog the event loop is alive; with ``status``, STATUS= in the same
+        datagram when it changed (the ping refreshes it at no wake-up of its own)."""
+        if status is None or status == self._status:
+            self.send("WATCHDOG=1")
+            return
+        self._status = status
+        self.send("WATCHDOG=1", f"STATUS={status}")
 
     def reloading(self) -> None:
         """Start of a reload (SIGHUP)."""

@@ -104,6 +104,13 @@ class Schedule:
         self._current: _Sweep | None = None
         self._next: _Sweep | None = None
         self._wake = asyncio.Event()
+        # told when a sweep starts or ends and on every re-plan (the daemon's housekeeping
+        # runs then: STATUS=, the settings files; nothing of it runs on a clock)
+        self.watchers: list[Callable[[], None]] = []
+
+    def _tell(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     def _stream_limiter(self, limit: int) -> StreamLimiter:
         """The daemon's one limit on stream checks at once, shared by every sweep (and by a
@@ -122,6 +129,7 @@ class Schedule:
         """Intervals, overrides, the camera list or the enabled switch may have changed:
         re-plan (due times follow each camera's current interval; new cameras are due)."""
         self._wake.set()
+        self._tell()
 
     def _due(self, target: Target) -> float:
         return self._checked.get(target.id, -math.inf) + target.interval
@@ -178,10 +186,12 @@ class Schedule:
                         await asyncio.wait_for(self._wake.wait(), delay)
                 continue
             self._current = sweep
+            self._tell()
             try:
                 await self._sweep(sweep)
             finally:
                 self._current = None
+                self._tell()
 
     def _take_due(self) -> tuple[_Sweep | None, float | None]:
         """The sweep to run now, or None and how long to sleep (None: until woken)."""
