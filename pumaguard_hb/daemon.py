@@ -12,10 +12,12 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pumaguard_hb import __version__, logs
 from pumaguard_hb.control.commands import metrics_text
 from pumaguard_hb.control.server import ControlServer, SocketInUse
+from pumaguard_hb.devices.power_cycle import PowerCycles
 from pumaguard_hb.inputs.discovery import run_periodic
 from pumaguard_hb.model.errors import InvalidValue, SettingsError
 from pumaguard_hb.model.keys import KEYS_BY_NAME
@@ -173,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit()
     history = History(state_dir(args.state_dir), monitor.settings.history_days)
     history.open()  # on failure: one clear error, and the daemon runs without history
+    power = power_cycles(monitor, state_dir(args.state_dir), store)
     try:
-        return asyncio.run(serve(monitor, daemon_socket_path(args.socket), history))
+        return asyncio.run(serve(monitor, daemon_socket_path(args.socket), history, power))
     except SocketInUse as err:
         log.error("%s", err)
         return 1
@@ -185,9 +188,30 @@ def main(argv: list[str] | None = None) -> int:
         history.close()
 
 
-async def serve(monitor: Monitor, socket_path: Path, history: History | None = None) -> int:
+def power_cycles(monitor: Monitor, state: Path, store: CameraStore | None) -> PowerCycles:
+    """Power cycling (docs/power-cycle.md): its record read back from the state folder; in
+    web UI mode a plug named by its MAC is found in the web UI's plug list."""
+    plug_list = None
+    if isinstance(store, WebUIStore):
+        client = store.client
+
+        async def plug_list() -> list[dict[str, Any]]:
+            return await asyncio.to_thread(client.plugs)
+
+    check = monitor.schedule.check_now
+    power = PowerCycles(state, lambda: monitor.cameras, lambda: monitor.settings, check, plug_list)
+    power.load()
+    return power
+
+
+async def serve(
+    monitor: Monitor,
+    socket_path: Path,
+    history: History | None = None,
+    power: PowerCycles | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT: sweeps, the control socket, file watching, sd_notify,
-    the history and the optional metrics listener."""
+    the history, power cycling and the optional metrics listener."""
     loop = asyncio.get_running_loop()
     if history is not None:
         monitor.use_history(history)
@@ -214,6 +238,11 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
 
     monitor.schedule.watchers.append(happened)
     monitor.listeners.append(happened)
+    if power is not None:
+        monitor.power = power
+        monitor.swept.append(power.swept)
+        monitor.forgetters.append(power.forget)
+        power.listeners += [actions.power, alerts.power]  # the events, docs/power-cycle.md
     await server.start()
     stop = asyncio.Event()
 
@@ -261,6 +290,8 @@ async def serve(monitor: Monitor, socket_path: Path, history: History | None = N
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if power is not None:
+        await power.close()  # a cycle under way: the plug's own timer gives the power back
     await actions.close()  # a short grace for pending webhooks and commands
     await alerts.close()  # the same for alert messages
     await server.close()
