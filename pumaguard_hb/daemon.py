@@ -41,6 +41,8 @@ log = logging.getLogger("pumaguard_hb")
 
 EX_CONFIG = 78
 FILE_POLL = 2.0  # seconds between checks of a settings file inotify cannot watch
+FILE_SETTLE = 0.3  # seconds without a file event before an edited file is looked at
+SETTLE_ROUNDS = 10  # ... but at most this many rounds: a file rewritten without end is read
 HISTORY_CHECK = 60.0  # seconds: whether the history needs pruning, asked at most this often
 IDLE_MAX = 3600.0  # seconds the housekeeping sleeps at most when nothing happens
 
@@ -317,12 +319,26 @@ async def _housekeeping(
     a state change (``wake``). Each time: reload an edited file, follow the metrics listener
     setting, keep STATUS= current under systemd, prune the history when it is due."""
     files = [monitor.shared.path] + ([monitor.own.path] if monitor.own else [])
-    watch = FileWatch(files, wake.set)
+    edits = [0]  # file events since the last look
+
+    def edited() -> None:
+        edits[0] += 1
+        wake.set()
+
+    watch = FileWatch(files, edited)
     watch.start()
     history_checked = time.monotonic()  # the first look a minute after the start, as ever
     try:
         while True:
             wake.clear()
+            for _ in range(SETTLE_ROUNDS):  # a burst of edits (unlink, mkdir; truncate,
+                seen = edits[0]  # write) is looked at once, when it is over
+                if not seen:
+                    break
+                await asyncio.sleep(FILE_SETTLE)
+                if edits[0] == seen:
+                    break
+            edits[0] = 0
             watch.rewatch()  # a folder back, a symlink pointing elsewhere
             async with monitor.publisher.lock:  # a write of ours is adopted before comparing
                 changed = monitor.file_changed()

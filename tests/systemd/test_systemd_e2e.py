@@ -92,6 +92,16 @@ class Station:
         """Cameras in the settings file, by IP address."""
         return {cam.get("ip_address"): cam for cam in self.settings().get("cameras") or []}
 
+    def wait_file(self, ip: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        """Wait until the settings file shows camera ``ip`` with ``status``: STATUS= is sent
+        as soon as a camera changes state, the file is written when the sweep ends."""
+        deadline = time.monotonic() + timeout
+        while True:
+            cam = self.cameras().get(ip, {})
+            if cam.get("status") == status or time.monotonic() > deadline:
+                return cam
+            time.sleep(0.2)
+
     def write_settings(self, text: str) -> None:
         """Replace the settings file (as an admin would, owned by the service user)."""
         self.c.write(SETTINGS, text, mode=0o640)
@@ -168,8 +178,8 @@ def test_cameras_tcp_icmp_journal_and_reload(station: Station) -> None:
     st.write_settings(settings_yaml("tcp"))
     c.run(["systemctl", "reload", UNIT], timeout=30)
     st.wait_status("1/3 cameras connected")
+    assert st.wait_file(CAM_UP, "connected")["status"] == "connected"
     cams = st.cameras()
-    assert cams[CAM_UP]["status"] == "connected"
     assert cams[CAM_UP]["last_seen"] != "2024-01-15T14:32:15Z"
     assert cams[CAM_PING_ONLY]["status"] == "disconnected"  # refused
     assert cams[CAM_SILENT]["status"] == "disconnected"  # timed out
@@ -180,7 +190,7 @@ def test_cameras_tcp_icmp_journal_and_reload(station: Station) -> None:
     st.write_settings(settings_yaml("icmp"))
     c.run(["systemctl", "reload", UNIT], timeout=30)
     st.wait_status("2/3 cameras connected")
-    assert st.cameras()[CAM_PING_ONLY]["status"] == "connected"
+    assert st.wait_file(CAM_PING_ONLY, "connected")["status"] == "connected"
 
     # A camera goes away: one warning in the journal, with name and address.
     st.cams.exec("ip", "addr", "del", f"{CAM_PING_ONLY}/24", "dev", st.cams_if)
