@@ -343,3 +343,41 @@ def test_a_save_in_place_during_our_write_is_not_thrown_away(tmp_path: Path) -> 
         "camera_heartbeat_interval": 30,
     }
     assert store.writes == 1
+
+
+def test_a_save_in_place_between_our_check_and_our_rename_is_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The narrowest window: a writer without the lock saves in place after the daemon's
+    last look and before its rename (seen once in CI under load: an edit lost). The save
+    lands in the file the rename unlinks; the daemon notices, puts the save back and
+    applies its own change again on top of it."""
+    import pumaguard_hb.stores.settings_file as settings_file
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"webui-counter": 1, "cameras": []}))
+    real_replace = os.replace
+    saved = []
+
+    def replace_after_a_save(src: str | Path, dst: str | Path) -> None:
+        if not saved:  # the first rename: the web UI's save comes first, in place
+            saved.append(True)
+            with open(path, "w") as f:
+                f.write(yaml.safe_dump({"webui-counter": 2, "webui-new": "x", "cameras": []}))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(settings_file.os, "replace", replace_after_a_save)
+
+    def change(doc: dict[str, object]) -> bool:
+        doc["camera_heartbeat_interval"] = 30
+        return True
+
+    store = SettingsFile(path)
+    store.update(change)
+    assert yaml.safe_load(path.read_text()) == {
+        "webui-counter": 2,
+        "webui-new": "x",
+        "cameras": [],
+        "camera_heartbeat_interval": 30,
+    }
+    assert not list(tmp_path.glob(".s.yaml.tmp*"))

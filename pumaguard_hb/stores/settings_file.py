@@ -407,34 +407,38 @@ class SettingsFile:
         _remove_stale_temps(folder, target.name)
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # a new file of ours (O_EXCL, O_NOFOLLOW): chmod/chown touch only what we created
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
+            _write_new(tmp, text.encode("utf-8"), old)
+            old_fd = _open_old(target)
             try:
-                if old is not None:
-                    os.fchmod(fd, stat.S_IMODE(old.st_mode))
-                    _keep_owner(fd, old)
-                else:
-                    os.fchmod(fd, 0o600)  # a new file is the service user's alone
-                view = memoryview(text.encode("utf-8"))
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                seen = os.fstat(old_fd) if old_fd is not None else None
+                try:
+                    now = self.identity()
+                except SettingsError:
+                    now = None
+                if now != snap.identity:  # checked after the slow fsync, just before the rename
+                    os.unlink(tmp)
+                    return False
+                os.replace(tmp, target)
+                late = _late_write(old_fd, seen)
             finally:
-                os.close(fd)
-            try:
-                now = self.identity()
-            except SettingsError:
-                now = None
-            if now != snap.identity:  # checked after the slow fsync, just before the rename
-                os.unlink(tmp)
-                return False
-            os.replace(tmp, target)
+                if old_fd is not None:
+                    os.close(old_fd)
         except OSError as err:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise StoreError(f"cannot write {self.path}: {err.strerror}") from None
+        if late is not None:
+            # a lock-less writer saved into the old file between our check and the rename:
+            # put its save back and apply ours again on top of it (update() loops)
+            log.debug("%s was written during our rename; its save is put back", self.path)
+            try:
+                _write_new(tmp, late, old)
+                os.replace(tmp, target)
+            except OSError as err:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise StoreError(f"cannot write {self.path}: {err.strerror}") from None
+            return False
         self.writes += 1
         self.last_good_size = len(text.encode("utf-8"))
         try:
@@ -446,6 +450,49 @@ class SettingsFile:
         except OSError as err:  # the rename happened; a failed folder fsync is worth a note only
             log.debug("fsync of %s failed: %s", folder, err)
         return True
+
+
+def _write_new(tmp: Path, data: bytes, old: os.stat_result | None) -> None:
+    """``data`` into a new file of ours at ``tmp`` (O_EXCL, O_NOFOLLOW: chmod and chown touch
+    only what we created), with the mode and owner of ``old``, else 0600; fsynced."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if old is not None:
+            os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            _keep_owner(fd, old)
+        else:
+            os.fchmod(fd, 0o600)  # a new file is the service user's alone
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_old(target: Path) -> int | None:
+    """The file about to be replaced, open for reading (None when there is none)."""
+    try:
+        return os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+
+
+def _late_write(old_fd: int | None, seen: os.stat_result | None) -> bytes | None:
+    """What a writer saved into the replaced file after ``seen`` (its stat just before the
+    rename), or None when nobody did. (Its mtime and size, not its ctime: the rename itself
+    moves the ctime of the file it unlinks.)"""
+    if old_fd is None or seen is None:
+        return None
+    for _ in range(20):  # a save in progress: wait until it is still (at most about 1 s)
+        now = os.fstat(old_fd)
+        if (now.st_size, now.st_mtime_ns) == (seen.st_size, seen.st_mtime_ns):
+            return None
+        time.sleep(0.05)
+        again = os.fstat(old_fd)
+        if (again.st_size, again.st_mtime_ns) == (now.st_size, now.st_mtime_ns):
+            return os.pread(old_fd, again.st_size, 0)
+    return os.pread(old_fd, os.fstat(old_fd).st_size, 0)
 
 
 def _remove_stale_temps(folder: Path, name: str) -> None:
