@@ -217,10 +217,13 @@ def test_rewritten_settings_file_keeps_a_group_that_is_not_the_daemons(station: 
     st, c = station, station.c
     c.run(["groupadd", "--system", "pgwebui"])
     c.run(["usermod", "--append", "--groups", "pgwebui", "pumaguard-hb"])
+    # stopped while the file is set up: a running daemon (not yet in the group) would
+    # notice the new file at once and write it back with its own group
+    c.run(["systemctl", "stop", UNIT], timeout=60)
     st.write_settings(settings_yaml("tcp"))
     c.run(["chgrp", "pgwebui", SETTINGS])
     c.run(["chmod", "0660", SETTINGS])
-    c.run(["systemctl", "restart", UNIT], timeout=60)  # the new group membership
+    c.run(["systemctl", "start", UNIT], timeout=60)  # the new group membership
     st.wait_status("1/3 cameras connected")
     deadline = time.monotonic() + 20
     while st.cameras()[CAM_UP]["status"] != "connected" and time.monotonic() < deadline:
