@@ -353,8 +353,9 @@ async def _housekeeping(
                 history.days = monitor.settings.history_days
                 if history.needs_prune():
                     await asyncio.to_thread(history.prune_quietly)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), FILE_POLL if watch.polling else IDLE_MAX)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see schedule.run
+                async with asyncio.timeout(FILE_POLL if watch.polling else IDLE_MAX):
+                    await wake.wait()
     finally:
         watch.close()
         await metrics.close()

@@ -182,8 +182,11 @@ class Schedule:
             if sweep is None:
                 self._wake.clear()
                 if self._next is None:
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancel
+                    # that comes as the event is set, and the daemon would never stop
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await self._wake.wait()
                 continue
             self._current = sweep
             self._tell()
