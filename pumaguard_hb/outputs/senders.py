@@ -47,7 +47,8 @@ async def in_thread(fn: Callable[[], T], timeout: float) -> T:
             loop.call_soon_threadsafe(settle, *outcome)
 
     threading.Thread(target=run, name="alert-sender", daemon=True).start()
-    return await asyncio.wait_for(future, timeout)
+    async with asyncio.timeout(timeout):  # not wait_for: 3.11's can lose the stop's cancel
+        return await future
 
 
 class AlertError(mail.MailError):
