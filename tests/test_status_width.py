@@ -211,7 +211,8 @@ class Terminal:
             timeout=10,
             env=clean_env(),
         )
-        wait_for(done.exists, timeout=60)
+        # the shell creates the file before it writes to it: wait for its line
+        wait_for(lambda: done.exists() and done.read_text().strip(), timeout=60)
         assert done.read_text().strip() in ("rc=0", "rc=1"), self.capture([])
         shown = self.capture([])
         joined = self.capture(["-J"])

@@ -171,7 +171,7 @@ def test_live_view_refreshes_in_place_under_tmux(
         assert whole.count("Microseven-Gate") == 1
         assert "RECENT" in whole and "▇" in whole
         subprocess.run([*base, "send-keys", "-t", "0", "C-c"], check=True, timeout=10)
-        wait_for(rc_file.exists, timeout=10)
+        wait_for(lambda: rc_file.exists() and rc_file.read_text().strip(), timeout=10)
         assert rc_file.read_text().strip() == "rc=0"
     finally:
         subprocess.run([*base, "kill-server"], capture_output=True, timeout=10)
