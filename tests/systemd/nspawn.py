@@ -311,8 +311,12 @@ def cleanup_stale() -> list[str]:
     removed: list[str] = []
     for cg_root in _cgroup_roots():
         parent = cg_root / CGROUP_PARENT
-        if parent.is_dir():
-            for cg in parent.iterdir():
+        try:  # another worker may remove the parent folder meanwhile
+            found = list(parent.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            found = []
+        if found:
+            for cg in found:
                 if cg.is_dir() and cg.name.startswith("pghb-") and not _owner_alive(cg.name):
                     _remove_cgroup_tree(cg)
                     removed.append(str(cg))
