@@ -248,10 +248,8 @@ class PowerCycles:
         if decision.action != CYCLE or plug is None:
             self._say(cam, decision)
             return {"camera": cam.id, "cycled": False, "reason": decision.reason}
-        try:
-            outcome = await self._cycle(cam, plug, record, decision.reason)
-        except asyncio.CancelledError:
-            raise  # the daemon stops: the plug's timer gives the power back; load() says so
+        # a stop cancels it here: the plug's timer gives the power back; load() counts it
+        outcome = await self._cycle(cam, plug, record, decision.reason)
         return {
             "camera": cam.id,
             "cycled": True,
